@@ -1,0 +1,223 @@
+"""Smoke-test a deployed classifier: real images in, a well-formed prediction out, within a bounded time.
+
+Right after `pulumi up` the load balancer may still answer 404/502 or refuse connections, so those are
+retried with backoff until `--timeout`; an answer that is wrong (bad status, bad JSON, unknown class,
+probabilities that do not sum to 1) fails at once, because the service is up and broken.
+
+    python -m ci.smoke --url https://planets.example.org --images data/raw --per-class 1
+    python -m ci.smoke --url http://127.0.0.1:3000 --image data/raw/Saturn/Saturn_1.jpg --timeout 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: Answers that mean "not ready yet" while a rollout or a load balancer settles.
+RETRY_STATUS = frozenset({404, 408, 425, 429, 500, 502, 503, 504})
+#: The response of `serving.service:PlanetClassifier.predict`.
+LABEL_KEY = "prediction"
+PROBABILITIES_KEY = "probabilities"
+SUM_TOLERANCE = 1e-3
+
+
+class SmokeError(RuntimeError):
+    """The endpoint failed the smoke test, or the test could not start; the message says which and why."""
+
+
+@dataclass
+class Outcome:
+    image: Path
+    label: str
+    confidence: float
+    expected: str | None
+    attempts: int
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.expected is None else self.label == self.expected
+
+
+@dataclass
+class Settings:
+    url: str
+    classes: list[str] | None = None
+    timeout: float = 300.0
+    request_timeout: float = 30.0
+    first_delay: float = 2.0
+    max_delay: float = 30.0
+    form_field: str = "image"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def pick_images(images_dir: Path, per_class: int) -> list[tuple[Path, str]]:
+    """The first `per_class` images of each class folder, in name order, so every run sends the same ones."""
+    if not images_dir.is_dir():
+        raise SmokeError(f"{images_dir} is not a folder of <Class>/*.jpg; run `dvc pull data/raw.dvc` first")
+    picked = []
+    for folder in sorted(p for p in images_dir.iterdir() if p.is_dir()):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        picked += [(p, folder.name) for p in files[:per_class]]
+    if not picked:
+        raise SmokeError(f"no images under {images_dir}/<Class>/ (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return picked
+
+
+def read_image(path: Path) -> bytes:
+    if not path.is_file():
+        raise SmokeError(f"image {path} not found")
+    data = path.read_bytes()
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise SmokeError(f"{path} is not a readable image ({exc}); pass a JPEG or PNG of a planet") from None
+    return data
+
+
+def check_payload(payload: object, classes: list[str] | None) -> tuple[str, float]:
+    """The predicted label and its probability, or SmokeError listing everything wrong with the answer."""
+    if not isinstance(payload, dict):
+        raise SmokeError(f"expected a JSON object, got {type(payload).__name__}: {str(payload)[:200]}")
+    missing = [key for key in (LABEL_KEY, PROBABILITIES_KEY) if key not in payload]
+    if missing:
+        raise SmokeError(f"answer lacks {' and '.join(repr(k) for k in missing)}: {str(payload)[:300]}")
+    label, probs = payload[LABEL_KEY], payload[PROBABILITIES_KEY]
+    if not isinstance(label, str):
+        raise SmokeError(f"'{LABEL_KEY}' must be a class name, got {label!r}")
+    if not isinstance(probs, dict) or not probs:
+        raise SmokeError(f"'{PROBABILITIES_KEY}' must map class -> probability, got {str(probs)[:200]}")
+    bad = {
+        k: v
+        for k, v in probs.items()
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or not 0 <= v <= 1
+    }
+    if bad:
+        raise SmokeError(f"probabilities outside [0, 1] or not numbers: {bad}")
+    total = sum(probs.values())
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        raise SmokeError(f"probabilities sum to {total:.6f}, not 1 (tolerance {SUM_TOLERANCE})")
+    known = set(classes) if classes else set(probs)
+    if label not in known:
+        raise SmokeError(f"predicted {label!r}, which is not one of the classes: {', '.join(sorted(known))}")
+    if classes and set(probs) != set(classes):
+        missing, extra = sorted(set(classes) - set(probs)), sorted(set(probs) - set(classes))
+        raise SmokeError(
+            f"probabilities do not cover exactly the classes (missing: {missing}, unexpected: {extra})"
+        )
+    if probs[label] + 1e-9 < max(probs.values()):
+        raise SmokeError(f"predicted {label!r} ({probs[label]:.4f}) is not the most probable class")
+    return label, float(probs[label])
+
+
+def predict(
+    client: httpx.Client,
+    settings: Settings,
+    image: Path,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[str, float, int]:
+    """POST one image until it gets a definite answer or the deadline passes."""
+    data = read_image(image)
+    url = settings.url.rstrip("/") + "/predict"
+    deadline = clock() + settings.timeout
+    delay, attempt, last = settings.first_delay, 0, "no attempt"
+    while True:
+        attempt += 1
+        try:
+            response = client.post(url, files={settings.form_field: (image.name, data, "image/jpeg")})
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if response.status_code == 200:
+                try:
+                    payload = response.json()
+                except ValueError:
+                    raise SmokeError(f"{url} answered 200 but not JSON: {response.text[:200]!r}") from None
+                label, confidence = check_payload(payload, settings.classes)
+                return label, confidence, attempt
+            if response.status_code not in RETRY_STATUS:
+                raise SmokeError(
+                    f"{url} answered HTTP {response.status_code} to {image.name}: {response.text[:300]!r}"
+                )
+            last = f"HTTP {response.status_code}"
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise SmokeError(
+                f"{url} did not answer within {settings.timeout:.0f} s ({attempt} attempts; "
+                f"last: {last}). Check the rollout: the pods, the service and the ingress."
+            )
+        wait = min(delay, settings.max_delay, remaining)
+        print(f"smoke: {last}; retrying in {wait:.0f} s ({remaining:.0f} s left)", file=sys.stderr)
+        sleep(wait)
+        delay *= 2
+
+
+def run(
+    settings: Settings,
+    images: list[tuple[Path, str | None]],
+    transport: httpx.BaseTransport | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Outcome]:
+    if not settings.url.startswith(("http://", "https://")):
+        raise SmokeError(f"--url must start with http:// or https://, got {settings.url!r}")
+    outcomes = []
+    with httpx.Client(
+        timeout=settings.request_timeout, transport=transport, headers=settings.headers, follow_redirects=True
+    ) as client:
+        for image, expected in images:
+            label, confidence, attempts = predict(client, settings, image, clock, sleep)
+            outcomes.append(Outcome(image, label, confidence, expected, attempts))
+            mark = (
+                "" if expected is None else (" (correct)" if label == expected else f" (expected {expected})")
+            )
+            print(f"smoke: {image.name}: {label} {confidence:.3f}{mark}")
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ci.smoke", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", required=True, help="base URL of the service (POSTs to URL/predict)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, action="append", help="an image to send (repeatable)")
+    source.add_argument(
+        "--images", type=Path, help="a folder of <Class>/*.jpg; the class names become --classes"
+    )
+    parser.add_argument("--per-class", type=int, default=1, help="images per class with --images (default 1)")
+    parser.add_argument("--classes", help="comma-separated class names the service must answer with")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a healthy answer")
+    args = parser.parse_args(argv)
+    try:
+        if args.per_class < 1:
+            raise SmokeError("--per-class must be at least 1")
+        if args.images:
+            images: list[tuple[Path, str | None]] = list(pick_images(args.images, args.per_class))
+            classes = sorted({expected for _, expected in images})
+        else:
+            images = [(path, None) for path in args.image]
+            classes = None
+        if args.classes:
+            classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        outcomes = run(Settings(url=args.url, classes=classes, timeout=args.timeout), images)
+    except SmokeError as exc:
+        print(f"smoke: FAIL: {exc}", file=sys.stderr)
+        return 1
+    scored = [o for o in outcomes if o.correct is not None]
+    right = sum(bool(o.correct) for o in scored)
+    accuracy = f", {right}/{len(scored)} as labelled" if scored else ""
+    print(f"smoke: PASS: {len(outcomes)} images answered well-formed predictions{accuracy}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""ci.check_workflows: every make target and ci/ script a workflow calls exists, actions are pinned."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ci import check_workflows
+from ci.check_workflows import check, commands, make_targets
+
+SHA = "1af3b93b6815bc44a9784bd300feb67ff0d1eeb3"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    (tmp_path / "Makefile").write_text(
+        textwrap.dedent("""\
+        .PHONY: setup test
+        PY := .venv/bin/python
+        setup: $(STAMP) ## create .venv
+        \t@echo ok
+        test repro: setup
+        \t$(PY) -m pytest
+        %.o: %.c
+        \tcc $<
+    """)
+    )
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "__init__.py").write_text("")
+    (tmp_path / "ci" / "gate.py").write_text("")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    return tmp_path
+
+
+def workflow(
+    repo: Path,
+    run: str,
+    uses: str = f"actions/checkout@{SHA} # v6.0.0",
+    top: str = "permissions: {}",
+    job_permissions: str = "    permissions:\n      contents: read\n",
+) -> None:
+    body = textwrap.indent(run, " " * 10)
+    (repo / ".github" / "workflows" / "w.yml").write_text(
+        f"name: w\non: push\n{top}\njobs:\n  j:\n    runs-on: ubuntu-latest\n{job_permissions}"
+        f"    steps:\n      - uses: {uses}\n      - name: step\n        run: |\n{body}\n"
+    )
+
+
+def test_makefile_targets_are_read_without_variables_or_patterns(repo: Path):
+    assert make_targets(repo / "Makefile") == {"setup", "test", "repro"}
+
+
+def test_shell_is_split_into_commands_including_substitutions_and_assignments():
+    script = (
+        'A=1 make test && .venv/bin/python -m ci.gate --x "a b"\necho "t=$(python -m ci.rollback current)"'
+    )
+    assert commands(script) == [
+        ["make", "test"],
+        [".venv/bin/python", "-m", "ci.gate", "--x", "a b"],
+        ["echo", "t=$(python -m ci.rollback current)"],
+        ["python", "-m", "ci.rollback", "current"],
+    ]
+
+
+def test_existing_targets_and_modules_pass(repo: Path):
+    workflow(repo, "make setup test\nmake -C . repro V=1\n.venv/bin/python -m ci.gate --base-rev x\n")
+    report = check(repo)
+    assert report.problems == []
+    assert report.make_targets == {"setup", "test", "repro"}
+    assert report.modules == {"ci.gate"}
+
+
+def test_missing_target_module_and_script_are_each_reported(repo: Path):
+    workflow(
+        repo, "make deploy-image\npython3 -m ci.smok --url x\nbash ci/release.sh\npython -m json.tool f\n"
+    )
+    problems = check(repo).problems
+    assert len(problems) == 3, problems
+    assert "`make deploy-image`: no such target" in problems[0]
+    assert "`python -m ci.smok`: no module file ci/smok.py" in problems[1]
+    assert "`ci/release.sh`: no such file" in problems[2]
+    assert all(p.startswith("w.yml:j:step:") for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("uses", "message"),
+    [
+        ("actions/checkout@v6", "pinned to a full 40-hex commit SHA"),
+        (f"actions/checkout@{SHA[:12]} # v6.0.0", "pinned to a full 40-hex commit SHA"),
+        (f"actions/checkout@{SHA}", "needs a `# vX.Y.Z` comment"),
+    ],
+)
+def test_unpinned_actions_are_reported(repo: Path, uses: str, message: str):
+    workflow(repo, "make test", uses=uses)
+    problems = check(repo).problems
+    assert len(problems) == 1 and message in problems[0] and problems[0].startswith("w.yml:")
+
+
+def test_local_actions_need_no_pin(repo: Path):
+    workflow(repo, "make test", uses="./.github/actions/setup")
+    assert check(repo).problems == []
+
+
+def test_permissions_are_required_at_both_levels(repo: Path):
+    workflow(repo, "make test", top="permissions: read-all", job_permissions="")
+    problems = check(repo).problems
+    assert any("top-level `permissions: {}`" in p for p in problems)
+    assert any("w.yml:j: job has no `permissions:`" in p for p in problems)
+
+
+def test_cli_exit_code(repo: Path, capsys):
+    workflow(repo, "make nope")
+    assert check_workflows.main(["--root", str(repo)]) == 1
+    assert "1 problem(s)" in capsys.readouterr().out
+    workflow(repo, "make test")
+    assert check_workflows.main(["--root", str(repo)]) == 0

@@ -1,0 +1,143 @@
+"""The real workflows: security lint (zizmor), the GitHub schema, existing targets, and orbit's own rules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ci.check_workflows import check
+from ci.rollback import ROLLBACK_MESSAGE
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+BIN = Path(sys.executable).parent
+NAMES = ("test", "train", "deploy", "infra")
+
+
+def load(name: str) -> dict:
+    data = yaml.safe_load((WORKFLOWS / f"{name}.yml").read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as True
+    return data
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.skip(f"{name} is not installed next to {sys.executable} (make setup installs it)")
+    return str(path)
+
+
+def steps(name: str) -> list[tuple[str, dict]]:
+    return [(job_id, step) for job_id, job in load(name)["jobs"].items() for step in job.get("steps", [])]
+
+
+def test_all_four_workflows_exist():
+    assert set(NAMES) <= {p.stem for p in WORKFLOWS.glob("*.yml")}
+
+
+def test_zizmor_finds_nothing():
+    result = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-progress", "--persona=pedantic", str(WORKFLOWS)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings" in result.stdout
+
+
+def test_workflows_match_the_github_schema():
+    files = [str(p) for p in sorted(WORKFLOWS.glob("*.yml"))]
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *files],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_called_target_and_script_exists():
+    report = check(ROOT)
+    assert report.problems == []
+    assert {"test", "repro", "push", "pull", "bento", "setup", "setup-infra"} <= report.make_targets
+    assert {"ci.report", "ci.gate", "ci.comment", "ci.smoke", "ci.rollback", "ci.image"} <= report.modules
+
+
+def test_no_expression_is_expanded_inside_a_shell_script():
+    for name in NAMES:
+        for job_id, step in steps(name):
+            assert "${{" not in step.get("run", ""), f"{name}.yml:{job_id}: pass values through env:"
+
+
+def test_checkouts_never_keep_credentials():
+    for name in NAMES:
+        for job_id, step in steps(name):
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, f"{name}.yml:{job_id}"
+
+
+def test_id_token_only_where_google_auth_is_used():
+    for name in NAMES:
+        for job_id, job in load(name)["jobs"].items():
+            uses_auth = any(s.get("uses", "").startswith("google-github-actions/auth@") for s in job["steps"])
+            assert (job["permissions"].get("id-token") == "write") == uses_auth, f"{name}.yml:{job_id}"
+
+
+def test_google_auth_is_keyless():
+    for name in NAMES:
+        for job_id, step in steps(name):
+            if step.get("uses", "").startswith("google-github-actions/auth@"):
+                assert set(step["with"]) == {"workload_identity_provider", "service_account"}, (
+                    f"{name}:{job_id}"
+                )
+                assert step["with"]["workload_identity_provider"] == "${{ vars.WIF_PROVIDER }}"
+
+
+def test_nothing_reads_repository_secrets():
+    for name in NAMES:
+        assert "secrets." not in (WORKFLOWS / f"{name}.yml").read_text(), name
+
+
+def test_deploys_and_infra_updates_share_one_uncancellable_group():
+    deploy = load("deploy")["concurrency"]
+    infra_up = load("infra")["jobs"]["up"]["concurrency"]
+    assert deploy == infra_up
+    assert deploy["group"].startswith("pulumi-") and deploy["cancel-in-progress"] is False
+
+
+def test_training_is_per_pull_request_and_cancels_stale_runs():
+    train = load("train")
+    assert train["concurrency"] == {
+        "group": "train-${{ github.event.pull_request.number }}",
+        "cancel-in-progress": True,
+    }
+    assert set(train["on"]) == {"pull_request"}
+    assert {"params.yaml", "dvc.yaml", "ml/**", "data/**"} <= set(train["on"]["pull_request"]["paths"])
+
+
+def test_fork_pull_requests_never_reach_the_runner_or_google():
+    for name, job_id in (("train", "train"), ("infra", "preview")):
+        condition = load(name)["jobs"][job_id]["if"]
+        assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
+    assert "github.actor != 'github-actions[bot]'" in load("train")["jobs"]["train"]["if"]
+
+
+def test_train_runs_on_the_self_hosted_scale_set():
+    assert load("train")["jobs"]["train"]["runs-on"] == "${{ vars.TRAIN_RUNNER || 'orbit-cpu' }}"
+
+
+def test_deploy_rolls_back_only_after_pulumi_up_started():
+    deploy = load("deploy")["jobs"]["deploy"]
+    names = [s.get("name", "") for s in deploy["steps"]]
+    gate, up = names.index("Regression gate against the live model"), names.index("pulumi up")
+    assert gate < names.index("Build and push the image") < up  # a failed gate ships nothing
+    rollback = deploy["steps"][-1]
+    assert rollback["if"] == "failure() && steps.up.outcome != 'skipped'"
+    assert "ci.rollback target" in rollback["run"] and "ci.smoke" in rollback["run"]
+    # the message ci.rollback reads back to know which release was bad
+    assert ROLLBACK_MESSAGE.format(bad="$TAG", good="$target") in rollback["run"]
