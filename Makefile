@@ -89,8 +89,9 @@ bench-train: $(STAMP) ## pipeline on the real data over 3 seeds: accuracy, time,
 bench-serve: $(STAMP) ## load test of the real server at concurrency 1, 16, 64 against a guide-style baseline
 	$(PY) bench/bench_serve.py
 
-plan: $(INFRA_STAMP) ## what the dev stack would create, rendered from mocks (not `pulumi preview`)
-	$(INFRA_PY) -m infra.plan
+STACK ?= dev
+plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod), rendered from mocks (not `pulumi preview`)
+	$(INFRA_PY) -m infra.plan --stack $(STACK)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,133 @@
+"""Who may do what: keyless CI through Workload Identity Federation, and Google identities for pods.
+
+No service-account key is created anywhere. GitHub Actions exchanges its OIDC token for a short-lived token of
+the CI service account, and only workflows of the configured repository can. Every role is bound on the one
+resource it is needed for (the bucket, the repository), except the read-only `container.clusterViewer`
+that `gcloud container clusters get-credentials` needs, which GKE only grants per project.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_random as random
+
+from infra.components.bucket import DataBucket
+from infra.components.cluster import GkeCluster
+from infra.components.registry import ImageRegistry
+from infra.config import RUNNER_KSA, RUNNERS_NAMESPACE, SERVING_KSA, SERVING_NAMESPACE, StackConfig
+
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
+
+
+def attribute_condition(cfg: StackConfig) -> str:
+    """CEL that admits tokens of this one repository (and, when known, its numeric ID) and nothing else."""
+    condition = f"assertion.repository == '{cfg.github.slug}'"
+    if cfg.github.repository_id:
+        condition += f" && assertion.repository_id == '{cfg.github.repository_id}'"
+    return condition
+
+
+class Identity(pulumi.ComponentResource):
+    def __init__(self, name: str, cfg: StackConfig, bucket: DataBucket, registry: ImageRegistry,
+                 cluster: GkeCluster, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("orbit:identity:Identity", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        repo = registry.repository
+
+        # -- GitHub Actions -> CI service account, through WIF ------------------------------------------
+        # A deleted pool's ID stays reserved for 30 days: a random suffix lets destroy/up cycles work.
+        self.pool_suffix = random.RandomId("github-pool-suffix", byte_length=3, opts=child)
+        self.pool = gcp.iam.WorkloadIdentityPool(
+            "github",
+            project=cfg.project,
+            workload_identity_pool_id=self.pool_suffix.hex.apply(lambda h: cfg.name(f"gh-{h}")),
+            display_name=f"GitHub Actions ({cfg.labels['stack']})"[:32],
+            description=f"OIDC tokens of {cfg.github.slug} workflows",
+            opts=child,
+        )
+        self.provider = gcp.iam.WorkloadIdentityPoolProvider(
+            "github",
+            project=cfg.project,
+            workload_identity_pool_id=self.pool.workload_identity_pool_id,
+            workload_identity_pool_provider_id="github",
+            display_name="GitHub OIDC",
+            attribute_mapping={
+                "google.subject": "assertion.sub",
+                "attribute.repository": "assertion.repository",
+                "attribute.repository_id": "assertion.repository_id",
+                "attribute.repository_owner": "assertion.repository_owner",
+                "attribute.ref": "assertion.ref",
+            },
+            attribute_condition=attribute_condition(cfg),
+            oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_ISSUER),
+            opts=child,
+        )
+        self.ci_account = gcp.serviceaccount.Account(
+            "ci", account_id=cfg.name("ci"), project=cfg.project,
+            display_name=f"orbit CI ({cfg.github.slug})", opts=child,
+        )
+        self.ci_principal = self.pool.name.apply(
+            lambda pool: f"principalSet://iam.googleapis.com/{pool}/attribute.repository/{cfg.github.slug}"
+        )
+        self.ci_federation = gcp.serviceaccount.IAMMember(
+            "ci-federation", service_account_id=self.ci_account.name, role=WORKLOAD_IDENTITY_USER,
+            member=self.ci_principal, opts=child,
+        )
+        # DVC push/pull of data and models.
+        self.ci_bucket = gcp.storage.BucketIAMMember(
+            "ci-bucket", bucket=bucket.bucket_name, role="roles/storage.objectAdmin",
+            member=self.ci_account.member, opts=child,
+        )
+        # Push images of the model service.
+        self.ci_registry = gcp.artifactregistry.RepositoryIamMember(
+            "ci-registry", project=cfg.project, location=repo.location, repository=repo.repository_id,
+            role="roles/artifactregistry.writer", member=self.ci_account.member, opts=child,
+        )
+        # Cluster credentials for the deploy step; what CI may change inside is decided by Kubernetes RBAC.
+        self.ci_cluster = gcp.projects.IAMMember(
+            "ci-cluster-viewer", project=cfg.project, role="roles/container.clusterViewer",
+            member=self.ci_account.member, opts=child,
+        )
+
+        # -- Kubernetes service accounts -> Google service accounts (GKE Workload Identity) --------------
+        # The identity namespace PROJECT.svc.id.goog exists only once the cluster does.
+        after_cluster = pulumi.ResourceOptions(parent=self, depends_on=[cluster.cluster])
+        self.runner_account = gcp.serviceaccount.Account(
+            "runner", account_id=cfg.name("runner"), project=cfg.project,
+            display_name="orbit self-hosted runners (data bucket read/write)", opts=child,
+        )
+        self.runner_bucket = gcp.storage.BucketIAMMember(
+            "runner-bucket", bucket=bucket.bucket_name, role="roles/storage.objectAdmin",
+            member=self.runner_account.member, opts=child,
+        )
+        self.runner_binding = gcp.serviceaccount.IAMMember(
+            "runner-workload-identity", service_account_id=self.runner_account.name,
+            role=WORKLOAD_IDENTITY_USER,
+            member=ksa_member(cfg, RUNNERS_NAMESPACE, RUNNER_KSA), opts=after_cluster,
+        )
+        # The service needs no Google API today; it still gets its own identity so that any future grant
+        # goes to it, never to the nodes' account.
+        self.serving_account = gcp.serviceaccount.Account(
+            "serving", account_id=cfg.name("serving"), project=cfg.project,
+            display_name="orbit model service (no roles)", opts=child,
+        )
+        self.serving_binding = gcp.serviceaccount.IAMMember(
+            "serving-workload-identity", service_account_id=self.serving_account.name,
+            role=WORKLOAD_IDENTITY_USER, member=ksa_member(cfg, SERVING_NAMESPACE, SERVING_KSA),
+            opts=after_cluster,
+        )
+
+        self.workload_identity_provider = self.provider.name
+        self.ci_email = self.ci_account.email
+        self.register_outputs({
+            "workload_identity_provider": self.workload_identity_provider,
+            "ci_service_account": self.ci_email,
+            "runner_service_account": self.runner_account.email,
+            "serving_service_account": self.serving_account.email,
+        })
+
+
+def ksa_member(cfg: StackConfig, namespace: str, ksa: str) -> str:
+    return f"serviceAccount:{cfg.project}.svc.id.goog[{namespace}/{ksa}]"

@@ -1,0 +1,211 @@
+"""The model service on GKE: the BentoML image at a pinned tag, autoscaled, disruption-budgeted, exposed.
+
+The pod runs as BentoML's non-root user with a read-only root filesystem; BentoML's only runtime writes
+(Prometheus multiprocess files under BENTOML_HOME) and any temp files go to an in-memory emptyDir.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.components.cluster import NODE_POOL_LABEL, field
+from infra.config import BENTOML_UID, SERVING_KSA, SERVING_NAMESPACE, SERVING_PORT, StackConfig
+
+APP = "planet-classifier"
+SELECTOR = {"app.kubernetes.io/name": APP}
+LABELS = {**SELECTOR, "app.kubernetes.io/part-of": "orbit", "app.kubernetes.io/managed-by": "pulumi"}
+SERVICE_PORT = 80
+
+
+def pod_spec(cfg: StackConfig, image: pulumi.Input[str]) -> dict[str, Any]:
+    s = cfg.service
+    probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2,
+             "failureThreshold": 3}
+    return {
+        "serviceAccountName": SERVING_KSA,
+        # Workload Identity needs no token in the pod, and the service never calls the Kubernetes API.
+        "automountServiceAccountToken": False,
+        "nodeSelector": {NODE_POOL_LABEL: cfg.name("serving")},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": BENTOML_UID,
+            "runAsGroup": BENTOML_UID,
+            "fsGroup": BENTOML_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # Spread replicas over nodes (and zones when regional) so one node loss is not an outage.
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": {"matchLabels": SELECTOR}}
+            for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+        ],
+        "terminationGracePeriodSeconds": 30,
+        "containers": [{
+            "name": "bentoml",
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+            "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
+            "env": [
+                {"name": "BENTOML_HOME", "value": "/tmp/bentoml"},
+                {"name": "HOME", "value": "/tmp"},
+            ],
+            "resources": {
+                "requests": {"cpu": s.cpu_request, "memory": s.memory_request},
+                "limits": {"cpu": s.cpu_limit, "memory": s.memory_limit},
+            },
+            # Loading TensorFlow and the model takes a while: the startup probe holds liveness off until then.
+            "startupProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 5,
+                             "failureThreshold": 36},
+            "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10,
+                              "timeoutSeconds": 3, "failureThreshold": 3},
+            "readinessProbe": probe,
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        }],
+        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}],
+    }
+
+
+class ModelService(pulumi.ComponentResource):
+    def __init__(self, name: str, cfg: StackConfig, registry_path: pulumi.Input[str],
+                 serving_email: pulumi.Input[str], ci_email: pulumi.Input[str], provider: k8s.Provider,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("orbit:service:ModelService", name, None, opts)
+        s = cfg.service
+        meta = dict(namespace=SERVING_NAMESPACE, labels=LABELS)
+
+        self.namespace = k8s.core.v1.Namespace(
+            "serving",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=SERVING_NAMESPACE, labels={
+                **LABELS, "pod-security.kubernetes.io/enforce": "restricted"}),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+        )
+        child = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.namespace])
+        self.service_account = k8s.core.v1.ServiceAccount(
+            "serving",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=SERVING_KSA, **meta, annotations={"iam.gke.io/gcp-service-account": serving_email}),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        self.image = pulumi.Output.concat(registry_path, f"/{s.image_name}:{s.image_tag}")
+        self.deployment = k8s.apps.v1.Deployment(
+            "serving",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=APP, **meta),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=s.min_replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=SELECTOR),
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    # Never below the current capacity during a rollout: a new pod must be ready first.
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+                ),
+                revision_history_limit=5,
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=LABELS),
+                    spec=pod_spec(cfg, self.image),
+                ),
+            ),
+            # The HPA owns the replica count once the Deployment exists.
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                depends_on=[self.service_account], ignore_changes=["spec.replicas"])),
+        )
+        self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            "serving",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=APP, **meta),
+            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name=APP),
+                min_replicas=s.min_replicas,
+                max_replicas=s.max_replicas,
+                metrics=[k8s.autoscaling.v2.MetricSpecArgs(
+                    type="Resource",
+                    resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                        name="cpu",
+                        target=k8s.autoscaling.v2.MetricTargetArgs(
+                            type="Utilization", average_utilization=s.target_cpu),
+                    ),
+                )],
+            ),
+            opts=child,
+        )
+        # Voluntary disruptions (node upgrades, scale-down) take one pod at a time.
+        self.disruption_budget = k8s.policy.v1.PodDisruptionBudget(
+            "serving",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=APP, **meta),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=SELECTOR)),
+            opts=child,
+        )
+        # Only the HTTP port is reachable; nothing else in the cluster may talk to the pods.
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            "serving",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=APP, **meta),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=SELECTOR),
+                policy_types=["Ingress"],
+                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=SERVING_PORT, protocol="TCP")])],
+            ),
+            opts=child,
+        )
+        self.service = k8s.core.v1.Service(
+            "serving",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=APP, **meta),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type=s.type,
+                selector=SELECTOR,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=SERVICE_PORT, target_port="http",
+                                                   protocol="TCP")],
+                load_balancer_source_ranges=list(s.source_ranges) or None,
+            ),
+            opts=child,
+        )
+        # CI rolls out new image tags: it may read and patch this Deployment's namespace, nothing else.
+        self.deployer_role = k8s.rbac.v1.Role(
+            "ci-deployer",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="ci-deployer", **meta),
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=["apps"], resources=["deployments"],
+                                           verbs=["get", "list", "watch", "patch", "update"]),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=["apps"], resources=["replicasets"],
+                                           verbs=["get", "list", "watch"]),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods", "pods/log", "services"],
+                                           verbs=["get", "list", "watch"]),
+            ],
+            opts=child,
+        )
+        # GKE maps a Google service account to the Kubernetes user named by its email.
+        self.deployer_binding = k8s.rbac.v1.RoleBinding(
+            "ci-deployer",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="ci-deployer", **meta),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role",
+                                             name="ci-deployer"),
+            subjects=[k8s.rbac.v1.SubjectArgs(api_group="rbac.authorization.k8s.io", kind="User",
+                                              name=ci_email)],
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.deployer_role])),
+        )
+        self.url = service_url(cfg, self.service)
+        self.register_outputs({"url": self.url, "image": self.image})
+
+
+def service_url(cfg: StackConfig, service: k8s.core.v1.Service) -> pulumi.Output[str]:
+    """http://<load balancer IP> for a LoadBalancer, else the in-cluster DNS name."""
+    if cfg.service.type != "LoadBalancer":
+        return pulumi.Output.from_input(f"http://{APP}.{SERVING_NAMESPACE}.svc.cluster.local")
+
+    def from_status(status: Any) -> str:
+        ingresses = field(field(status, "load_balancer"), "ingress") if status else None
+        if not ingresses:
+            return ""  # not yet assigned (`pulumi up` waits for it, so only on preview)
+        return f"http://{field(ingresses[0], 'ip') or field(ingresses[0], 'hostname')}"
+
+    return service.status.apply(from_status)

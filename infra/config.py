@@ -1,0 +1,743 @@
+"""Every setting of a stack, read and validated here and nowhere else.
+
+Values arrive either from the Pulumi engine (strings; objects and lists as JSON) or from a
+`Pulumi.<stack>.yaml` file read by the tests and `make plan` (native YAML types), so each reader accepts
+both. Every problem is collected and reported at once, each naming its key and the `pulumi config set`
+command that fixes it, so a first `pulumi up` fails in one round trip instead of one key at a time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_NAME = "orbit"  # the `name:` in Pulumi.yaml, and the namespace of our own config keys
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Names that cross component boundaries (namespaces, Kubernetes service accounts bound to Google ones).
+RUNNERS_NAMESPACE = "arc-runners"
+ARC_SYSTEM_NAMESPACE = "arc-systems"
+RUNNER_KSA = "arc-runner"
+SERVING_NAMESPACE = "serving"
+SERVING_KSA = "planet-classifier"
+SERVING_PORT = 3000  # BentoML's port (docs/architecture.md)
+# BentoML images run as this user (bentoml/_internal/container/generate.py: BENTO_UID_GID).
+BENTOML_UID = 1034
+# ghcr.io/actions/actions-runner runs as `runner`, uid/gid 1001.
+RUNNER_UID = 1001
+
+# Labels orbit sets itself on every resource; user labels may add to them but not override them.
+RESERVED_LABELS = ("app", "stack", "managed-by")
+
+# Accelerator -> machine-type prefixes it can be attached to (GKE rejects other combinations at create time).
+GPU_MACHINE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "nvidia-tesla-t4": ("n1-",),
+    "nvidia-tesla-p4": ("n1-",),
+    "nvidia-tesla-v100": ("n1-",),
+    "nvidia-l4": ("g2-",),
+    "nvidia-tesla-a100": ("a2-highgpu-", "a2-megagpu-"),
+    "nvidia-a100-80gb": ("a2-ultragpu-",),
+    "nvidia-h100-80gb": ("a3-highgpu-",),
+}
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: how it is documented, its default, and the value shown in its fix command."""
+
+    name: str
+    help: str
+    example: str
+    default: Any = _REQUIRED
+    secret: bool = False
+    kind: str = "scalar"  # scalar | list | map: structured values are set with `pulumi config set --path`
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def fix(self) -> str:
+        """The command that sets this key, with an example value."""
+        if self.secret:
+            return f"pulumi config set --secret {self.name} < {self.example}"
+        if self.kind == "list":
+            return f"pulumi config set --path '{self.name}[0]' {self.example}"
+        if self.kind == "map":
+            name, value = self.example.split("=", 1)
+            return f"pulumi config set --path '{self.name}.{name}' {value}"
+        return f"pulumi config set {self.name} {self.example}"
+
+
+def _k(name: str, help: str, example: str, default: Any = _REQUIRED, **kw: Any) -> Key:
+    return Key(name=name, help=help, example=example, default=default, **kw)
+
+
+# The single table of keys: docs/infra.md lists every one of them (a test checks it).
+KEYS: dict[str, Key] = {
+    key.name: key
+    for key in [
+        _k("gcp:project", "Google Cloud project ID to deploy into", "my-gcp-project"),
+        _k("gcp:region", "region of the bucket, registry, network and (regional) cluster", "europe-west1"),
+        _k("gcp:zone", "zone of a zonal cluster (required unless orbit:regionalCluster is true)",
+           "europe-west1-b", None),
+        _k("orbit:namePrefix", "prefix of every resource name (3-12 chars, a-z0-9-)", "orbit", "orbit"),
+        _k("orbit:labels", "extra labels on every Google resource", "team=ml", {}, kind="map"),
+        _k("orbit:protect", "production guard: Pulumi `protect`, GKE deletion protection, "
+           "PREVENT deletion policies", "true", False),
+        _k("orbit:regionalCluster", "regional (3 zones) instead of zonal control plane and nodes", "true",
+           False),
+        _k("orbit:releaseChannel", "GKE release channel: RAPID, REGULAR, STABLE or EXTENDED", "STABLE",
+           "REGULAR"),
+        _k("orbit:masterAuthorizedNetworks", "CIDRs allowed to reach the control plane (empty: any, "
+           "IAM still required)", "203.0.113.0/24", [], kind="list"),
+        _k("orbit:servingMachineType", "machine type of the serving node pool", "e2-standard-4",
+           "e2-standard-2"),
+        _k("orbit:servingMinNodes", "serving pool minimum nodes (whole cluster)", "2", 1),
+        _k("orbit:servingMaxNodes", "serving pool maximum nodes (whole cluster)", "6", 3),
+        _k("orbit:servingSpot", "run the serving pool on Spot VMs (cheap, may be preempted)", "true", False),
+        _k("orbit:ciMachineType", "machine type of the CI runner pool (Spot, scales to zero)",
+           "e2-standard-8", "e2-standard-4"),
+        _k("orbit:ciMaxNodes", "CI runner pool maximum nodes", "5", 3),
+        _k("orbit:nodeDiskSizeGb", "boot disk size of every node, GB", "100", 50),
+        _k("orbit:gpuEnabled", "add the Spot GPU node pool and the GPU runner scale set", "true", False),
+        _k("orbit:gpuType", "GPU accelerator type", "nvidia-l4", "nvidia-tesla-t4"),
+        _k("orbit:gpuCount", "GPUs per GPU node (1, 2, 4 or 8)", "1", 1),
+        _k("orbit:gpuMachineType", "machine type of the GPU pool (must suit the GPU type)", "g2-standard-8",
+           "n1-standard-4"),
+        _k("orbit:gpuMaxNodes", "GPU pool maximum nodes (minimum is always 0)", "2", 1),
+        _k("orbit:gpuDriverVersion", "GKE-installed NVIDIA driver: DEFAULT or LATEST", "LATEST", "DEFAULT"),
+        _k("orbit:githubOwner", "GitHub user or organisation that owns the repository", "my-github-org"),
+        _k("orbit:githubRepo", "GitHub repository whose workflows may deploy and whose runners these are",
+           "orbit"),
+        _k("orbit:githubRepositoryId", "numeric repository ID, also pinned by the WIF condition "
+           "(guards against a deleted and re-created repository)", "123456789", None),
+        _k("orbit:runnersEnabled", "install actions-runner-controller and the runner scale sets", "false",
+           True),
+        _k("orbit:githubAppId", "GitHub App ID (or client ID) that ARC authenticates as", "123456", None),
+        _k("orbit:githubAppInstallationId", "installation ID of that GitHub App on the repository", "7654321",
+           None),
+        _k("orbit:githubAppPrivateKey", "the GitHub App's private key (PEM), stored as a Pulumi secret",
+           "github-app.private-key.pem", None, secret=True),
+        _k("orbit:arcChartVersion", "version of both actions-runner-controller Helm charts", "0.14.2",
+           "0.14.2"),
+        _k("orbit:runnerImage", "runner container image, pinned (never :latest)",
+           "ghcr.io/actions/actions-runner:2.334.0", "ghcr.io/actions/actions-runner:2.334.0"),
+        _k("orbit:runnerCpu", "CPU of one CPU runner pod (request = limit)", "2", "1500m"),
+        _k("orbit:runnerMemory", "memory of one CPU runner pod (request = limit)", "8Gi", "6Gi"),
+        _k("orbit:runnerMaxCpu", "maximum concurrent CPU runners", "6", 3),
+        _k("orbit:runnerMaxGpu", "maximum concurrent GPU runners", "2", 1),
+        _k("orbit:bucketLocation", "location of the data bucket (default: the region)", "EU", None),
+        _k("orbit:bucketForceDestroy", "let `pulumi destroy` delete a non-empty bucket "
+           "(default: true unless protect)", "false", None),
+        _k("orbit:bucketNoncurrentDays", "delete noncurrent object versions after this many days", "90", 30),
+        _k("orbit:bucketNoncurrentVersions", "keep at most this many noncurrent versions per object", "10",
+           5),
+        _k("orbit:bucketSoftDeleteDays", "soft-delete retention of deleted objects, days (0 = off)", "7", 0),
+        _k("orbit:registryKeepCount", "keep this many most recent image versions", "20", 10),
+        _k("orbit:registryUntaggedDays", "delete untagged images older than this many days", "14", 7),
+        _k("orbit:registryImmutableTags", "forbid moving an image tag once pushed", "false", True),
+        _k("orbit:serviceEnabled", "deploy the model service (false until the first image is pushed)",
+           "false", True),
+        _k("orbit:serviceImageName", "image name of the BentoML service in the registry", "planet-classifier",
+           "planet-classifier"),
+        _k("orbit:serviceImageTag", "image tag to deploy (never `latest`), e.g. the git SHA CI pushed",
+           "3f2c1ab"),
+        _k("orbit:serviceMinReplicas", "HPA minimum replicas", "2", 1),
+        _k("orbit:serviceMaxReplicas", "HPA maximum replicas", "6", 3),
+        _k("orbit:serviceTargetCpu", "HPA target CPU utilisation, percent", "60", 70),
+        _k("orbit:serviceCpuRequest", "CPU request of a service pod", "1", "500m"),
+        _k("orbit:serviceMemoryRequest", "memory request of a service pod", "2Gi", "1Gi"),
+        _k("orbit:serviceCpuLimit", "CPU limit of a service pod", "2", "1"),
+        _k("orbit:serviceMemoryLimit", "memory limit of a service pod", "3Gi", "2Gi"),
+        _k("orbit:serviceType", "Kubernetes Service type: LoadBalancer, ClusterIP or NodePort", "ClusterIP",
+           "LoadBalancer"),
+        _k("orbit:serviceSourceRanges", "CIDRs allowed through the LoadBalancer (empty: anyone)",
+           "203.0.113.0/24", [], kind="list"),
+        _k("orbit:budgetAmount", "monthly budget; 0 or unset = no budget", "50", 0),
+        _k("orbit:budgetCurrency", "currency of the budget (that of the billing account)", "EUR", "USD"),
+        _k("orbit:billingAccount", "billing account ID, required with a budget", "012345-6789AB-CDEF01",
+           None),
+        _k("orbit:budgetThresholds", "alert at these fractions of the budget", "0.5", [0.5, 0.9, 1.0],
+           kind="list"),
+    ]
+}
+
+
+class ConfigError(ValueError):
+    """One or more invalid or missing config values; the message says how to fix each."""
+
+    def __init__(self, stack: str, problems: list[tuple[str, str]]):
+        self.stack = stack
+        self.problems = problems  # (key, message)
+        lines = [f"stack {stack!r}: {len(problems)} config problem(s):"]
+        for key, message in problems:
+            lines.append(f"  - {key}: {message}")
+            if key in KEYS:
+                lines.append(f"      fix: {KEYS[key].fix()}")
+        super().__init__("\n".join(lines))
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.problems]
+
+
+# ---- typed views of the config ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodePoolConfig:
+    machine_type: str
+    min_nodes: int
+    max_nodes: int
+    spot: bool
+
+
+@dataclass(frozen=True)
+class GpuConfig:
+    enabled: bool
+    accelerator: str
+    count: int
+    machine_type: str
+    max_nodes: int
+    driver_version: str
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    regional: bool
+    release_channel: str
+    authorized_networks: tuple[str, ...]
+    disk_size_gb: int
+    serving: NodePoolConfig
+    ci: NodePoolConfig
+    gpu: GpuConfig
+
+
+@dataclass(frozen=True)
+class GitHubConfig:
+    owner: str
+    repo: str
+    repository_id: str | None
+
+    @property
+    def slug(self) -> str:
+        return f"{self.owner}/{self.repo}"
+
+    @property
+    def url(self) -> str:
+        return f"https://github.com/{self.slug}"
+
+
+@dataclass(frozen=True)
+class RunnersConfig:
+    enabled: bool
+    app_id: str | None
+    installation_id: str | None
+    private_key: Any  # pulumi.Output[str] (secret) or None; never a plain string in the program
+    chart_version: str
+    runner_image: str
+    cpu: str
+    memory: str
+    max_cpu_runners: int
+    max_gpu_runners: int
+
+
+@dataclass(frozen=True)
+class BucketConfig:
+    location: str
+    force_destroy: bool
+    noncurrent_days: int
+    noncurrent_versions: int
+    soft_delete_days: int
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    keep_count: int
+    untagged_days: int
+    immutable_tags: bool
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    enabled: bool
+    image_name: str
+    image_tag: str | None
+    min_replicas: int
+    max_replicas: int
+    target_cpu: int
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+    type: str
+    source_ranges: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    amount: float
+    currency: str
+    billing_account: str | None
+    thresholds: tuple[float, ...]
+
+    @property
+    def enabled(self) -> bool:
+        return self.amount > 0
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    project: str
+    region: str
+    zone: str | None
+    name_prefix: str
+    labels: dict[str, str] = field(hash=False)
+    protect: bool
+    github: GitHubConfig
+    cluster: ClusterConfig
+    runners: RunnersConfig
+    bucket: BucketConfig
+    registry: RegistryConfig
+    service: ServiceConfig
+    budget: BudgetConfig
+
+    @property
+    def location(self) -> str:
+        """Where the cluster lives: the region when regional, else the zone."""
+        return self.region if self.cluster.regional else str(self.zone)
+
+    def name(self, suffix: str) -> str:
+        return f"{self.name_prefix}-{suffix}"
+
+
+# ---- reading ---------------------------------------------------------------------------------------------
+
+_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_REGION_RE = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,10}[a-z0-9]$")
+_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_MACHINE_RE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]+$")
+_GH_OWNER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+_GH_REPO_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_GH_APP_ID_RE = re.compile(r"^(?:[0-9]+|Iv[0-9A-Za-z.]{4,40})$")
+_DIGITS_RE = re.compile(r"^[0-9]{1,20}$")
+_SEMVER_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+_DOCKER_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_IMAGE_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+_IMAGE_RE = re.compile(
+    r"^(?P<repo>[a-z0-9.-]+(?::[0-9]+)?/[a-z0-9._/-]+)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+_BILLING_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
+_CPU_RE = re.compile(r"^(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<m>m?)$")
+_MEM_RE = re.compile(r"^(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<u>Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_MEM_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+              "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def cpu_millis(quantity: str) -> int | None:
+    """A Kubernetes CPU quantity in millicores, or None when it is not one."""
+    m = _CPU_RE.match(quantity)
+    if not m:
+        return None
+    return round(float(m["n"]) * (1 if m["m"] else 1000))
+
+
+def memory_bytes(quantity: str) -> int | None:
+    """A Kubernetes memory quantity in bytes, or None when it is not one."""
+    m = _MEM_RE.match(quantity)
+    if not m:
+        return None
+    return round(float(m["n"]) * _MEM_UNITS[m["u"]])
+
+
+class _Reader:
+    """Typed access to raw values that records problems instead of stopping at the first one."""
+
+    def __init__(self, values: Mapping[str, Any]):
+        self.values = values
+        self.problems: list[tuple[str, str]] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append((key, message))
+
+    def _raw(self, key: str) -> tuple[bool, Any]:
+        spec = KEYS[key]  # KeyError: a key read here must be declared in KEYS
+        value = self.values.get(key)
+        if value is None or (isinstance(value, str) and value.strip() == "" and spec.kind == "scalar"):
+            if spec.required:
+                self.problem(key, f"missing: {spec.help}")
+                return False, None
+            return False, spec.default
+        return True, value
+
+    def str(self, key: str, pattern: re.Pattern[str] | None = None, what: str = "") -> Any:
+        present, value = self._raw(key)
+        if not present:
+            return value
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.problem(key, f"expected a string, got {type(value).__name__}")
+            return KEYS[key].default if not KEYS[key].required else None
+        value = str(value).strip()
+        if pattern is not None and not pattern.match(value):
+            self.problem(key, f"{value!r} is not {what or 'valid'}")
+        return value
+
+    def int(self, key: str, lo: int, hi: int) -> Any:
+        present, value = self._raw(key)
+        if not present:
+            return value
+        number: int | None = None
+        if isinstance(value, bool):
+            number = None
+        elif isinstance(value, int):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
+            number = int(value)
+        if number is None:
+            self.problem(key, f"{value!r} is not a whole number")
+            return KEYS[key].default if not KEYS[key].required else lo
+        if not lo <= number <= hi:
+            self.problem(key, f"{number} is outside {lo}..{hi}")
+        return number
+
+    def float(self, key: str, lo: float, hi: float) -> Any:
+        present, value = self._raw(key)
+        if not present:
+            return value
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+        except (TypeError, ValueError):
+            self.problem(key, f"{value!r} is not a number")
+            return KEYS[key].default
+        if not lo <= number <= hi:
+            self.problem(key, f"{number:g} is outside {lo:g}..{hi:g}")
+        return number
+
+    def bool(self, key: str) -> Any:
+        present, value = self._raw(key)
+        if not present:
+            return value
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        self.problem(key, f"{value!r} is not true or false")
+        return KEYS[key].default
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> Any:
+        value = self.str(key)
+        if isinstance(value, str) and value not in choices:
+            self.problem(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def _structured(self, key: str, kind: type) -> Any:
+        present, value = self._raw(key)
+        if not present:
+            return value
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        if not isinstance(value, kind):
+            self.problem(key, f"expected a {'list' if kind is list else 'map'}, got {value!r}")
+            return KEYS[key].default
+        return value
+
+    def list(self, key: str) -> list[Any]:
+        return list(self._structured(key, list))
+
+    def map(self, key: str) -> dict[str, Any]:
+        return dict(self._structured(key, dict))
+
+    def cidrs(self, key: str) -> tuple[str, ...]:
+        result = []
+        for item in self.list(key):
+            try:
+                result.append(str(ipaddress.ip_network(str(item), strict=True)))
+            except ValueError:
+                self.problem(key, f"{item!r} is not a CIDR block such as 203.0.113.0/24")
+        return tuple(result)
+
+
+def parse(values: Mapping[str, Any], stack: str, secrets: Mapping[str, Any] | None = None) -> StackConfig:
+    """Validate raw config values (full keys such as `orbit:githubRepo`) into a StackConfig.
+
+    `secrets` maps secret keys to `pulumi.Output` values; they are checked for presence only, because their
+    plaintext must never reach the program outside an Output.
+    """
+    secrets = dict(secrets or {})
+    r = _Reader(values)
+
+    for key in values:
+        if key.startswith(f"{PROJECT_NAME}:") and key not in KEYS:
+            close = difflib.get_close_matches(key, [k for k in KEYS if k.startswith(f"{PROJECT_NAME}:")], n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            r.problem(key, f"unknown key{hint} (remove it: pulumi config rm {key})")
+    for key, spec in KEYS.items():
+        if spec.secret and key in values and key not in secrets:
+            r.problem(key, "must be a secret, not plain text (`pulumi config rm` it, set it with --secret)")
+
+    project = r.str("gcp:project", _PROJECT_RE, "a Google Cloud project ID (6-30 chars: a-z, 0-9, -)")
+    region = r.str("gcp:region", _REGION_RE, "a region such as europe-west1")
+    regional = r.bool("orbit:regionalCluster")
+    zone = r.str("gcp:zone")
+    if zone is None and not regional:
+        r.problem("gcp:zone", "missing: a zonal cluster needs a zone (or set orbit:regionalCluster true)")
+    elif isinstance(zone, str) and isinstance(region, str) and not re.fullmatch(rf"{region}-[a-z]", zone):
+        r.problem("gcp:zone", f"{zone!r} is not a zone of region {region!r} (such as {region}-b)")
+    prefix = r.str("orbit:namePrefix", _PREFIX_RE, "3-12 characters of a-z, 0-9 and -, starting a-z")
+
+    labels = {}
+    for k, v in r.map("orbit:labels").items():
+        v = str(v).lower() if isinstance(v, bool) else str(v)
+        if k in RESERVED_LABELS:
+            r.problem("orbit:labels", f"label {k!r} is set by orbit itself")
+        elif not _LABEL_KEY_RE.match(k) or not _LABEL_VALUE_RE.match(v):
+            r.problem("orbit:labels", f"{k}={v} is not a valid Google label (lowercase a-z, 0-9, _ and -)")
+        else:
+            labels[k] = v
+    labels.update({"app": PROJECT_NAME, "stack": re.sub(r"[^a-z0-9_-]", "-", stack.lower())[:63],
+                   "managed-by": "pulumi"})
+
+    protect = r.bool("orbit:protect")
+    github = GitHubConfig(
+        owner=r.str("orbit:githubOwner", _GH_OWNER_RE, "a GitHub user or organisation name"),
+        repo=r.str("orbit:githubRepo", _GH_REPO_RE, "a GitHub repository name"),
+        repository_id=r.str("orbit:githubRepositoryId", _DIGITS_RE, "a numeric repository ID"),
+    )
+
+    cluster = _cluster(r, regional)
+    runners = _runners(r, secrets)
+
+    force_destroy = r.bool("orbit:bucketForceDestroy")
+    if force_destroy is None:
+        force_destroy = not protect
+    elif force_destroy and protect:
+        r.problem("orbit:bucketForceDestroy", "true contradicts orbit:protect true (a protected stack "
+                  "keeps its data)")
+    bucket_location = r.str("orbit:bucketLocation", re.compile(r"^[A-Za-z0-9-]{2,40}$"), "a GCS location")
+    bucket = BucketConfig(
+        location=(bucket_location or region or "").upper(),
+        force_destroy=force_destroy,
+        noncurrent_days=r.int("orbit:bucketNoncurrentDays", 1, 3650),
+        noncurrent_versions=r.int("orbit:bucketNoncurrentVersions", 1, 1000),
+        soft_delete_days=r.int("orbit:bucketSoftDeleteDays", 0, 90),
+    )
+    if 0 < bucket.soft_delete_days < 7:
+        r.problem("orbit:bucketSoftDeleteDays", "must be 0 (off) or 7..90 days (a GCS limit)")
+
+    registry = RegistryConfig(
+        keep_count=r.int("orbit:registryKeepCount", 1, 1000),
+        untagged_days=r.int("orbit:registryUntaggedDays", 1, 365),
+        immutable_tags=r.bool("orbit:registryImmutableTags"),
+    )
+    service = _service(r)
+    budget = _budget(r)
+
+    if r.problems:
+        raise ConfigError(stack, r.problems)
+    return StackConfig(
+        stack=stack, project=project, region=region, zone=zone, name_prefix=prefix, labels=labels,
+        protect=protect, github=github, cluster=cluster, runners=runners, bucket=bucket, registry=registry,
+        service=service, budget=budget,
+    )
+
+
+def _pool(r: _Reader, role: str, min_nodes: int, max_key: str, spot: bool) -> NodePoolConfig:
+    machine = r.str(f"orbit:{role}MachineType", _MACHINE_RE, "a machine type such as e2-standard-4")
+    max_nodes = r.int(max_key, 1, 100)
+    if isinstance(max_nodes, int) and min_nodes > max_nodes:
+        r.problem(max_key, f"{max_nodes} is below the minimum of {min_nodes}")
+    return NodePoolConfig(machine_type=machine, min_nodes=min_nodes, max_nodes=max_nodes, spot=spot)
+
+
+def _cluster(r: _Reader, regional: bool) -> ClusterConfig:
+    serving = _pool(r, "serving", r.int("orbit:servingMinNodes", 0, 100), "orbit:servingMaxNodes",
+                    r.bool("orbit:servingSpot"))
+    ci = _pool(r, "ci", 0, "orbit:ciMaxNodes", True)
+    enabled = r.bool("orbit:gpuEnabled")
+    accelerator = r.choice("orbit:gpuType", tuple(GPU_MACHINE_FAMILIES))
+    machine = r.str("orbit:gpuMachineType", _MACHINE_RE, "a machine type such as n1-standard-4")
+    if enabled and accelerator in GPU_MACHINE_FAMILIES and isinstance(machine, str):
+        families = GPU_MACHINE_FAMILIES[accelerator]
+        if not machine.startswith(families):
+            r.problem("orbit:gpuMachineType", f"{machine} cannot carry {accelerator}; use a "
+                      f"{' or '.join(f + '*' for f in families)} machine type")
+    count = r.int("orbit:gpuCount", 1, 8)
+    if count not in (1, 2, 4, 8):
+        r.problem("orbit:gpuCount", f"{count} GPUs per node is not offered; use 1, 2, 4 or 8")
+    gpu = GpuConfig(
+        enabled=enabled, accelerator=accelerator, count=count, machine_type=machine,
+        max_nodes=r.int("orbit:gpuMaxNodes", 1, 16),
+        driver_version=r.choice("orbit:gpuDriverVersion", ("DEFAULT", "LATEST")),
+    )
+    return ClusterConfig(
+        regional=regional,
+        release_channel=r.choice("orbit:releaseChannel", ("RAPID", "REGULAR", "STABLE", "EXTENDED")),
+        authorized_networks=r.cidrs("orbit:masterAuthorizedNetworks"),
+        disk_size_gb=r.int("orbit:nodeDiskSizeGb", 20, 2000),
+        serving=serving, ci=ci, gpu=gpu,
+    )
+
+
+def _runners(r: _Reader, secrets: Mapping[str, Any]) -> RunnersConfig:
+    enabled = r.bool("orbit:runnersEnabled")
+    app_id = r.str("orbit:githubAppId", _GH_APP_ID_RE, "a GitHub App ID (digits) or client ID (Iv...)")
+    installation_id = r.str("orbit:githubAppInstallationId", _DIGITS_RE, "a numeric installation ID")
+    private_key = secrets.get("orbit:githubAppPrivateKey")
+    if enabled:
+        for key, value in (("orbit:githubAppId", app_id), ("orbit:githubAppInstallationId", installation_id),
+                           ("orbit:githubAppPrivateKey", private_key)):
+            if value is None:
+                r.problem(key, f"missing: {KEYS[key].help} (needed while orbit:runnersEnabled is true)")
+    image = r.str("orbit:runnerImage")
+    _check_pinned_image(r, "orbit:runnerImage", image)
+    cpu, memory = r.str("orbit:runnerCpu"), r.str("orbit:runnerMemory")
+    if cpu_millis(cpu) is None:
+        r.problem("orbit:runnerCpu", f"{cpu!r} is not a CPU quantity such as 2 or 1500m")
+    if memory_bytes(memory) is None:
+        r.problem("orbit:runnerMemory", f"{memory!r} is not a memory quantity such as 6Gi")
+    return RunnersConfig(
+        enabled=enabled, app_id=app_id, installation_id=installation_id, private_key=private_key,
+        chart_version=r.str("orbit:arcChartVersion", _SEMVER_RE, "a chart version such as 0.14.2"),
+        runner_image=image, cpu=cpu, memory=memory,
+        max_cpu_runners=r.int("orbit:runnerMaxCpu", 1, 100),
+        max_gpu_runners=r.int("orbit:runnerMaxGpu", 1, 50),
+    )
+
+
+def _check_pinned_image(r: _Reader, key: str, image: str) -> None:
+    m = _IMAGE_RE.match(image or "")
+    if not m:
+        r.problem(key, f"{image!r} is not an image reference such as registry/name:tag")
+    elif not (m["tag"] or m["digest"]):
+        r.problem(key, f"{image!r} has no tag: pin a version")
+    elif (m["tag"] or "").lower() == "latest":
+        r.problem(key, f"{image!r} uses the moving tag 'latest': pin a version")
+
+
+def _service(r: _Reader) -> ServiceConfig:
+    enabled = r.bool("orbit:serviceEnabled")
+    tag = r.values.get("orbit:serviceImageTag")
+    if enabled or tag is not None:
+        tag = r.str("orbit:serviceImageTag", _DOCKER_TAG_RE, "a Docker tag")
+        if isinstance(tag, str) and tag.lower() == "latest":
+            r.problem("orbit:serviceImageTag", "'latest' is a moving tag: deploy an immutable tag such as "
+                      "the git SHA CI pushed")
+    image_name = r.str("orbit:serviceImageName", _IMAGE_NAME_RE, "an image name")
+    min_replicas = r.int("orbit:serviceMinReplicas", 1, 100)
+    max_replicas = r.int("orbit:serviceMaxReplicas", 1, 100)
+    if isinstance(min_replicas, int) and isinstance(max_replicas, int) and max_replicas < min_replicas:
+        r.problem("orbit:serviceMaxReplicas", f"{max_replicas} is below orbit:serviceMinReplicas "
+                  f"{min_replicas}")
+    quantities = {}
+    for key, parser, what in (("orbit:serviceCpuRequest", cpu_millis, "CPU"),
+                              ("orbit:serviceCpuLimit", cpu_millis, "CPU"),
+                              ("orbit:serviceMemoryRequest", memory_bytes, "memory"),
+                              ("orbit:serviceMemoryLimit", memory_bytes, "memory")):
+        value = r.str(key)
+        quantities[key] = (value, parser(value) if isinstance(value, str) else None)
+        if quantities[key][1] is None:
+            r.problem(key, f"{value!r} is not a {what} quantity such as {KEYS[key].example}")
+    for request, limit in (("orbit:serviceCpuRequest", "orbit:serviceCpuLimit"),
+                           ("orbit:serviceMemoryRequest", "orbit:serviceMemoryLimit")):
+        (request_text, request_size), (limit_text, limit_size) = quantities[request], quantities[limit]
+        if request_size is not None and limit_size is not None and request_size > limit_size:
+            r.problem(request, f"{request_text} exceeds {limit} {limit_text}")
+    service_type = r.choice("orbit:serviceType", ("LoadBalancer", "ClusterIP", "NodePort"))
+    source_ranges = r.cidrs("orbit:serviceSourceRanges")
+    if source_ranges and service_type != "LoadBalancer":
+        r.problem("orbit:serviceSourceRanges", "only applies to orbit:serviceType LoadBalancer")
+    return ServiceConfig(
+        enabled=enabled, image_name=image_name, image_tag=tag, min_replicas=min_replicas,
+        max_replicas=max_replicas, target_cpu=r.int("orbit:serviceTargetCpu", 10, 100),
+        cpu_request=quantities["orbit:serviceCpuRequest"][0],
+        memory_request=quantities["orbit:serviceMemoryRequest"][0],
+        cpu_limit=quantities["orbit:serviceCpuLimit"][0],
+        memory_limit=quantities["orbit:serviceMemoryLimit"][0],
+        type=service_type, source_ranges=source_ranges,
+    )
+
+
+def _budget(r: _Reader) -> BudgetConfig:
+    amount = r.float("orbit:budgetAmount", 0, 10_000_000)
+    currency = r.str("orbit:budgetCurrency", re.compile(r"^[A-Z]{3}$"), "a currency code such as USD")
+    account = r.str("orbit:billingAccount", _BILLING_RE, "a billing account ID such as 012345-6789AB-CDEF01")
+    if amount and account is None:
+        r.problem("orbit:billingAccount", "missing: a budget (orbit:budgetAmount > 0) needs the billing "
+                  "account")
+    thresholds = []
+    for item in r.list("orbit:budgetThresholds"):
+        try:
+            value = float(item)
+        except (TypeError, ValueError):
+            value = -1.0
+        if not 0 < value <= 10:
+            r.problem("orbit:budgetThresholds", f"{item!r} is not a fraction of the budget in (0, 10]")
+        else:
+            thresholds.append(value)
+    if amount and not thresholds:
+        r.problem("orbit:budgetThresholds", "a budget needs at least one alert threshold")
+    return BudgetConfig(amount=amount, currency=currency, billing_account=account,
+                        thresholds=tuple(sorted(set(thresholds))))
+
+
+# ---- sources ---------------------------------------------------------------------------------------------
+
+
+def from_pulumi() -> StackConfig:
+    """The config of the stack the Pulumi engine is running (`pulumi up`, `pulumi preview`)."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    # Every `orbit:` key that is set, so that a misspelt one is reported instead of silently ignored.
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    values: dict[str, Any] = {k: v for k, v in raw.items() if k.startswith(f"{PROJECT_NAME}:")}
+    secrets = {}
+    for key, spec in KEYS.items():
+        namespace, name = key.split(":", 1)
+        config = pulumi.Config(namespace)
+        if spec.secret:
+            value = config.get_secret(name)
+            if value is not None:
+                secrets[key] = value
+                values[key] = "[secret]"
+        else:
+            # Structured values arrive as JSON text; parse() decodes them and reports what is not JSON.
+            values[key] = config.get(name)
+    return parse(values, pulumi.get_stack(), secrets)
+
+
+def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_file(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """The `config:` of Pulumi.<stack>.yaml as full key -> value (secrets appear as `{'secure': ...}`)."""
+    path = stack_file(stack, root)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.name} not found in {root}: create it (`pulumi stack init {stack}`)")
+    document = yaml.safe_load(path.read_text()) or {}
+    values = document.get("config") or {}
+    if not isinstance(values, dict):
+        raise ConfigError(stack, [("config", f"{path.name}: `config:` must be a mapping")])
+    return {(k if ":" in k else f"{PROJECT_NAME}:{k}"): v for k, v in values.items()}

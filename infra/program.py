@@ -1,0 +1,72 @@
+"""The whole platform as one function of the validated config: tests and `make plan` run what `up` runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from infra.components.apis import ProjectApis
+from infra.components.bucket import DataBucket
+from infra.components.cluster import GkeCluster
+from infra.components.cost import CostControls
+from infra.components.identity import Identity
+from infra.components.network import Network
+from infra.components.registry import ImageRegistry
+from infra.components.runners import Runners
+from infra.components.service import ModelService
+from infra.config import StackConfig
+
+# The stack outputs CI reads (docs/architecture.md), plus a few for people.
+OUTPUT_NAMES = (
+    "bucket_url", "registry_path", "cluster_name", "cluster_location", "workload_identity_provider",
+    "ci_service_account", "service_url", "runner_service_account", "runs_on", "service_image",
+)
+
+
+@dataclass
+class Platform:
+    apis: ProjectApis
+    bucket: DataBucket
+    registry: ImageRegistry
+    network: Network
+    cluster: GkeCluster
+    identity: Identity
+    runners: Runners | None
+    service: ModelService | None
+    cost: CostControls
+    outputs: dict[str, Any]
+
+
+def build(cfg: StackConfig) -> Platform:
+    apis = ProjectApis("apis", cfg)
+    # Everything else waits for the APIs: a fresh project otherwise fails with "API not enabled".
+    after_apis = pulumi.ResourceOptions(depends_on=[apis])
+    bucket = DataBucket("data", cfg, opts=after_apis)
+    registry = ImageRegistry("registry", cfg, opts=after_apis)
+    network = Network("network", cfg, opts=after_apis)
+    cluster = GkeCluster("gke", cfg, network, registry.repository, opts=after_apis)
+    identity = Identity("identity", cfg, bucket, registry, cluster, opts=after_apis)
+    runners = None
+    if cfg.runners.enabled:
+        runners = Runners("runners", cfg, identity.runner_account.email, cluster.provider)
+    service = None
+    if cfg.service.enabled:
+        service = ModelService("model-service", cfg, registry.path, identity.serving_account.email,
+                               identity.ci_email, cluster.provider)
+    cost = CostControls("cost", cfg, opts=after_apis)
+
+    outputs: dict[str, Any] = {
+        "bucket_url": bucket.url,
+        "registry_path": registry.path,
+        "cluster_name": cluster.cluster_name,
+        "cluster_location": cluster.location,
+        "workload_identity_provider": identity.workload_identity_provider,
+        "ci_service_account": identity.ci_email,
+        "service_url": service.url if service else "",
+        "runner_service_account": identity.runner_account.email,
+        "runs_on": runners.runner_labels if runners else [],
+        "service_image": service.image if service else "",
+    }
+    return Platform(apis, bucket, registry, network, cluster, identity, runners, service, cost, outputs)

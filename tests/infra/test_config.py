@@ -1,0 +1,294 @@
+"""infra/config.py: the committed stack files validate, and every bad value is named with its fix."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pulumi
+import pytest
+from pulumi.runtime import config as runtime_config
+
+from infra import config, mocks
+from infra.config import KEYS, ConfigError, cpu_millis, memory_bytes, parse, read_stack_file
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = {"orbit:githubAppPrivateKey": "fake"}  # parse() checks presence only; the value is never read
+
+
+def dev_values(**changes) -> dict:
+    values = read_stack_file("dev")
+    for key, value in changes.items():
+        key = key.replace("__", ":")
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    return values
+
+
+def problems(values: dict, stack: str = "dev", secrets: dict | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse(values, stack, SECRET if secrets is None else secrets)
+    return info.value
+
+
+def test_dev_stack_file_is_cheap_and_destroyable():
+    cfg = parse(read_stack_file("dev"), "dev", SECRET)
+    assert cfg.project == "my-gcp-project"
+    assert not cfg.cluster.regional and cfg.location == "europe-west1-b"
+    assert cfg.protect is False and cfg.bucket.force_destroy is True
+    assert cfg.cluster.gpu.enabled is False
+    assert cfg.cluster.serving.spot is True and cfg.cluster.serving.max_nodes <= 2
+    assert cfg.bucket.soft_delete_days == 0
+    assert cfg.budget.enabled is False
+    assert cfg.labels == {"env": "dev", "app": "orbit", "stack": "dev", "managed-by": "pulumi"}
+
+
+def test_prod_stack_file_is_protected_and_larger():
+    cfg = parse(read_stack_file("prod"), "prod", SECRET)
+    dev = parse(read_stack_file("dev"), "dev", SECRET)
+    assert cfg.cluster.regional and cfg.location == "europe-west1" and cfg.zone is None
+    assert cfg.protect is True and cfg.bucket.force_destroy is False
+    assert cfg.cluster.gpu.enabled and cfg.cluster.gpu.accelerator == "nvidia-l4"
+    assert cfg.cluster.serving.max_nodes > dev.cluster.serving.max_nodes
+    assert cfg.service.min_replicas >= 2
+    assert cfg.github.repository_id == "123456789"
+    assert cfg.budget.enabled and cfg.budget.billing_account == "012345-6789AB-CDEF01"
+    assert cfg.budget.thresholds == (0.5, 0.8, 1.0)
+    assert cfg.cluster.authorized_networks == ("203.0.113.0/24",)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stack_files_hold_no_plain_secrets_and_no_real_looking_ids(stack):
+    text = (REPO / f"Pulumi.{stack}.yaml").read_text()
+    assert "PRIVATE KEY" not in text
+    assert "placeholder" in text.lower()
+    assert re.search(r"gcp:project: my-gcp-project", text)
+
+
+def test_defaults_fill_everything_not_set():
+    minimal = {"gcp:project": "my-gcp-project", "gcp:region": "us-central1", "gcp:zone": "us-central1-f",
+               "orbit:githubOwner": "octo-org", "orbit:githubRepo": "orbit",
+               "orbit:serviceImageTag": "abc123",
+               "orbit:runnersEnabled": False}
+    cfg = parse(minimal, "dev", {})
+    assert cfg.name_prefix == "orbit"
+    assert cfg.cluster.release_channel == "REGULAR"
+    assert cfg.cluster.ci.min_nodes == 0 and cfg.cluster.ci.spot is True
+    assert cfg.bucket.location == "US-CENTRAL1"
+    assert cfg.service.type == "LoadBalancer"
+    assert cfg.runners.chart_version == KEYS["orbit:arcChartVersion"].default
+    assert cfg.runners.private_key is None
+
+
+def test_engine_strings_parse_like_yaml_values():
+    """The engine hands every value over as a string (objects as JSON); the result must not differ."""
+    native = read_stack_file("prod")
+    as_strings = {k: json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool)
+                  else str(v) for k, v in native.items()}
+    assert parse(as_strings, "prod", SECRET) == parse(native, "prod", SECRET)
+
+
+@pytest.mark.parametrize("key", ["gcp:project", "gcp:region", "orbit:githubOwner", "orbit:githubRepo",
+                                 "orbit:serviceImageTag", "orbit:githubAppId",
+                                 "orbit:githubAppInstallationId"])
+def test_missing_required_key_names_it_and_its_fix(key):
+    error = problems(dev_values(**{key.replace(":", "__"): None}))
+    assert key in error.keys
+    message = str(error)
+    assert f"{key}: missing" in message
+    assert f"fix: pulumi config set {key} " in message
+
+
+def test_missing_private_key_asks_for_a_secret():
+    error = problems(read_stack_file("dev"), secrets={})
+    assert error.keys == ["orbit:githubAppPrivateKey"]
+    assert "pulumi config set --secret orbit:githubAppPrivateKey < " in str(error)
+
+
+def test_private_key_in_plain_text_is_refused():
+    values = dev_values(orbit__githubAppPrivateKey="-----BEGIN RSA PRIVATE KEY-----")
+    error = problems(values, secrets={})
+    assert "orbit:githubAppPrivateKey" in error.keys
+    assert "must be a secret" in str(error)
+
+
+def test_runners_off_need_no_github_app():
+    values = dev_values(orbit__runnersEnabled=False, orbit__githubAppId=None,
+                        orbit__githubAppInstallationId=None)
+    assert parse(values, "dev", {}).runners.enabled is False
+
+
+def test_zonal_cluster_needs_a_zone_of_its_region():
+    assert "gcp:zone" in problems(dev_values(gcp__zone=None)).keys
+    error = problems(dev_values(gcp__zone="us-east1-b"))
+    assert "is not a zone of region 'europe-west1'" in str(error)
+    regional = parse(dev_values(gcp__zone=None, orbit__regionalCluster=True), "dev", SECRET)
+    assert regional.location == "europe-west1"
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "fragment"),
+    [
+        ({"gcp__project": "My_Project"}, "gcp:project", "is not a Google Cloud project ID"),
+        ({"gcp__region": "europe"}, "gcp:region", "is not a region"),
+        ({"orbit__namePrefix": "Orbit!"}, "orbit:namePrefix", "is not 3-12 characters"),
+        ({"orbit__serviceImageTag": "latest"}, "orbit:serviceImageTag", "moving tag"),
+        ({"orbit__serviceImageTag": "v1 beta"}, "orbit:serviceImageTag", "is not a Docker tag"),
+        ({"orbit__runnerImage": "ghcr.io/actions/actions-runner:latest"}, "orbit:runnerImage", "moving tag"),
+        ({"orbit__runnerImage": "ghcr.io/actions/actions-runner"}, "orbit:runnerImage", "has no tag"),
+        ({"orbit__servingMinNodes": 4}, "orbit:servingMaxNodes", "below the minimum of 4"),
+        ({"orbit__servingMaxNodes": "three"}, "orbit:servingMaxNodes", "is not a whole number"),
+        ({"orbit__ciMaxNodes": 0}, "orbit:ciMaxNodes", "outside 1..100"),
+        ({"orbit__gpuEnabled": True, "orbit__gpuType": "nvidia-l4"}, "orbit:gpuMachineType",
+         "cannot carry nvidia-l4"),
+        ({"orbit__gpuType": "nvidia-gtx-1080"}, "orbit:gpuType", "is not one of"),
+        ({"orbit__gpuCount": 3}, "orbit:gpuCount", "use 1, 2, 4 or 8"),
+        ({"orbit__releaseChannel": "NIGHTLY"}, "orbit:releaseChannel", "is not one of"),
+        ({"orbit__protect": "yes"}, "orbit:protect", "is not true or false"),
+        ({"orbit__masterAuthorizedNetworks": ["10.0.0.1/8"]}, "orbit:masterAuthorizedNetworks",
+         "is not a CIDR block"),
+        ({"orbit__serviceCpuRequest": "2", "orbit__serviceCpuLimit": "1"}, "orbit:serviceCpuRequest",
+         "exceeds orbit:serviceCpuLimit"),
+        ({"orbit__serviceMemoryLimit": "2 gigs"}, "orbit:serviceMemoryLimit", "is not a memory quantity"),
+        ({"orbit__serviceMaxReplicas": 0}, "orbit:serviceMaxReplicas", "outside 1..100"),
+        ({"orbit__serviceType": "Ingress"}, "orbit:serviceType", "is not one of"),
+        ({"orbit__serviceType": "ClusterIP", "orbit__serviceSourceRanges": ["203.0.113.0/24"]},
+         "orbit:serviceSourceRanges", "only applies to orbit:serviceType LoadBalancer"),
+        ({"orbit__budgetAmount": 100}, "orbit:billingAccount", "needs the billing account"),
+        ({"orbit__budgetThresholds": [0.5, -1]}, "orbit:budgetThresholds", "is not a fraction"),
+        ({"orbit__billingAccount": "0123-4567"}, "orbit:billingAccount", "is not a billing account ID"),
+        ({"orbit__protect": True}, "orbit:bucketForceDestroy", None),
+        ({"orbit__protect": True, "orbit__bucketForceDestroy": True}, "orbit:bucketForceDestroy",
+         "contradicts orbit:protect"),
+        ({"orbit__bucketSoftDeleteDays": 3}, "orbit:bucketSoftDeleteDays", "0 (off) or 7..90"),
+        ({"orbit__labels": {"app": "other"}}, "orbit:labels", "set by orbit itself"),
+        ({"orbit__labels": {"Team": "ML"}}, "orbit:labels", "is not a valid Google label"),
+        ({"orbit__labels": "team=ml"}, "orbit:labels", "expected a map"),
+        ({"orbit__githubRepo": "orbit' || true || '"}, "orbit:githubRepo", "is not a GitHub repository name"),
+        ({"orbit__githubRepositoryId": "R_kgD0"}, "orbit:githubRepositoryId",
+         "is not a numeric repository ID"),
+    ],
+)
+def test_invalid_value_is_named_with_its_fix(change, key, fragment):
+    if fragment is None:  # not an error: protect alone turns the default force_destroy off
+        assert parse(dev_values(**change), "dev", SECRET).bucket.force_destroy is False
+        return
+    error = problems(dev_values(**change))
+    assert key in error.keys, str(error)
+    assert fragment in str(error)
+    assert KEYS[key].fix() in str(error)
+
+
+def test_every_problem_is_reported_at_once():
+    error = problems(dev_values(gcp__project=None, orbit__serviceImageTag="latest", orbit__gpuCount=3))
+    assert {"gcp:project", "orbit:serviceImageTag", "orbit:gpuCount"} <= set(error.keys)
+    assert str(error).startswith("stack 'dev': 3 config problem(s):")
+
+
+def test_misspelt_key_is_reported_with_a_suggestion():
+    error = problems(dev_values(orbit__servingMaxNode=4))
+    assert error.keys == ["orbit:servingMaxNode"]
+    assert "did you mean orbit:servingMaxNodes?" in str(error)
+    assert "pulumi config rm orbit:servingMaxNode" in str(error)
+
+
+def test_fix_commands_match_the_kind_of_value():
+    assert KEYS["gcp:project"].fix() == "pulumi config set gcp:project my-gcp-project"
+    assert KEYS["orbit:labels"].fix() == "pulumi config set --path 'orbit:labels.team' ml"
+    assert KEYS["orbit:budgetThresholds"].fix() == "pulumi config set --path 'orbit:budgetThresholds[0]' 0.5"
+    assert KEYS["orbit:githubAppPrivateKey"].fix().startswith("pulumi config set --secret ")
+
+
+def test_every_example_value_is_itself_valid():
+    """The value each fix command suggests must pass validation, or the error message misleads."""
+    values = read_stack_file("dev")
+    for key, spec in KEYS.items():
+        if spec.secret or key == "gcp:zone":
+            continue
+        value = spec.example
+        if spec.kind == "list":
+            value = [value]
+        elif spec.kind == "map":
+            name, text = value.split("=", 1)
+            value = {name: text}
+        trial = {**values, key: value}
+        if key == "gcp:region":
+            trial["gcp:zone"] = f"{value}-b"
+        if key.startswith("orbit:gpu") or key == "orbit:runnerMaxGpu":
+            trial.update({"orbit:gpuEnabled": True, "orbit:gpuType": "nvidia-l4",
+                          "orbit:gpuMachineType": "g2-standard-8"} | {key: value})
+        if key in ("orbit:budgetAmount", "orbit:billingAccount"):
+            trial.update({"orbit:budgetAmount": 50, "orbit:billingAccount": "012345-6789AB-CDEF01"})
+        if key == "orbit:serviceSourceRanges":
+            trial["orbit:serviceType"] = "LoadBalancer"
+        if key in ("orbit:serviceCpuRequest", "orbit:serviceMemoryRequest"):
+            trial.update({"orbit:serviceCpuLimit": "4", "orbit:serviceMemoryLimit": "8Gi"})
+        parse(trial, "dev", SECRET)
+
+
+def test_quantities():
+    assert cpu_millis("1500m") == 1500 and cpu_millis("2") == 2000 and cpu_millis("0.5") == 500
+    assert cpu_millis("2 cores") is None
+    assert memory_bytes("2Gi") == 2 * 2**30 and memory_bytes("512M") == 512 * 10**6
+    assert memory_bytes("lots") is None
+
+
+def test_docs_list_every_key():
+    text = (REPO / "docs" / "infra.md").read_text()
+    missing = [key for key in KEYS if f"`{key}`" not in text]
+    assert not missing, f"docs/infra.md lacks {missing}"
+
+
+def test_missing_stack_file_says_how_to_create_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"pulumi stack init staging"):
+        read_stack_file("staging", tmp_path)
+
+
+@pulumi.runtime.test
+def test_from_pulumi_reads_the_engine_config_and_keeps_the_key_secret():
+    """`pulumi up` hands config over in the runtime's config map; the private key stays an Output secret."""
+    values = {k: json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool)
+              else str(v) for k, v in read_stack_file("dev").items()}
+    values["orbit:githubAppPrivateKey"] = mocks.FAKE_PRIVATE_KEY
+    token = runtime_config.CONFIG.set(values)
+    try:
+        cfg = config.from_pulumi()
+    finally:
+        runtime_config.CONFIG.reset(token)
+    assert cfg == parse(read_stack_file("dev"), "dev", {"orbit:githubAppPrivateKey": cfg.runners.private_key})
+    key = cfg.runners.private_key
+    assert isinstance(key, pulumi.Output)
+
+    def check(pair):
+        plaintext, secret = pair
+        assert plaintext == mocks.FAKE_PRIVATE_KEY
+        assert secret is True
+
+    return pulumi.Output.all(key, pulumi.Output.from_input(key.is_secret())).apply(check)
+
+
+def test_from_pulumi_reports_misspelt_keys_from_the_engine():
+    values = {**{k: str(v) for k, v in read_stack_file("dev").items() if not isinstance(v, dict)},
+              "orbit:serviceImagTag": "x"}
+    token = runtime_config.CONFIG.set(values)
+    try:
+        with pytest.raises(ConfigError, match="did you mean orbit:serviceImageTag"):
+            config.from_pulumi()
+    finally:
+        runtime_config.CONFIG.reset(token)
+
+
+def test_from_pulumi_reports_a_list_key_set_to_a_plain_string():
+    values = {**{k: str(v) for k, v in read_stack_file("dev").items() if not isinstance(v, dict)},
+              "orbit:masterAuthorizedNetworks": "203.0.113.0/24"}
+    token = runtime_config.CONFIG.set(values)
+    try:
+        with pytest.raises(ConfigError) as info:
+            config.from_pulumi()
+    finally:
+        runtime_config.CONFIG.reset(token)
+    assert info.value.keys == ["orbit:masterAuthorizedNetworks", "orbit:githubAppPrivateKey"]
+    assert "pulumi config set --path 'orbit:masterAuthorizedNetworks[0]'" in str(info.value)

@@ -1,0 +1,93 @@
+"""`make plan` (infra/plan.py) and the entry point Pulumi runs (Pulumi.yaml -> infra/__main__.py)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+from pulumi.runtime import config as runtime_config
+
+from infra import mocks, plan
+from infra.config import read_stack_file
+from infra.program import OUTPUT_NAMES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_plan_says_it_is_not_a_preview_and_lists_every_resource(dev_run):
+    text = plan.render(dev_run)
+    assert "THIS IS NOT `pulumi preview`" in text.splitlines()[2]
+    for r in dev_run.registrations:
+        assert f"{r.type}  {r.name}" in text or f"[{r.type}]  {r.name}" in text, r.type
+    assert f"Summary: {len(dev_run.resources)} resources" in text
+    assert "0 protected" in text
+    assert "publicAccessPrevention: enforced" in text
+    assert "attributeCondition: assertion.repository == 'my-github-org/orbit'" in text
+    assert "kubeconfig: [secret]" in text
+    assert "PRIVATE KEY" not in text
+
+
+def test_plan_of_prod_marks_protected_resources(prod_run):
+    text = plan.render(prod_run)
+    assert text.count("[protected]") == 3  # bucket, registry, cluster
+    assert "3 protected" in text
+
+
+def test_plan_main_renders_the_dev_stack(capsys):
+    assert plan.main([]) == 0
+    out, err = capsys.readouterr()
+    assert "orbit plan for stack 'dev'" in out and "bucket_url" in out
+    assert "no cloud calls" in err
+
+
+def test_plan_main_explains_a_missing_stack_file(capsys):
+    assert plan.main(["--stack", "staging"]) == 2
+    assert "Pulumi.staging.yaml not found" in capsys.readouterr().err
+
+
+def test_pulumi_yaml_points_at_the_program_and_the_infra_venv():
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    assert project["name"] == "orbit"
+    assert project["runtime"] == {"name": "python",
+                                  "options": {"toolchain": "pip", "virtualenv": ".venv-infra"}}
+    assert (REPO / project["main"] / "__main__.py").is_file()
+
+
+@pulumi.runtime.test
+def test_entrypoint_exports_every_output_from_engine_config(monkeypatch):
+    """Runs infra/__main__.py as `pulumi up` would: config from the engine, outputs exported."""
+    values = {k: json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool)
+              else str(v) for k, v in read_stack_file("dev").items()}
+    values["orbit:githubAppPrivateKey"] = mocks.FAKE_PRIVATE_KEY
+    exported: dict = {}
+    monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
+    token = runtime_config.CONFIG.set(values)
+    try:
+        runpy.run_path(str(REPO / "infra" / "__main__.py"), run_name="__main__")
+    finally:
+        runtime_config.CONFIG.reset(token)
+    assert tuple(exported) == OUTPUT_NAMES
+
+    def check(resolved):
+        assert resolved["bucket_url"] == "gs://my-gcp-project-orbit-data"
+        assert resolved["cluster_location"] == "europe-west1-b"
+
+    return pulumi.Output.all(**exported).apply(check)
+
+
+def test_entrypoint_reports_config_problems_without_a_stack_trace():
+    """A ConfigError becomes pulumi.RunError, which the engine prints as a plain message."""
+    values = {k: str(v) for k, v in read_stack_file("dev").items() if not isinstance(v, dict)}
+    values.pop("orbit:githubRepo")
+    token = runtime_config.CONFIG.set(values)
+    try:
+        with pytest.raises(pulumi.RunError) as info:
+            runpy.run_path(str(REPO / "infra" / "__main__.py"), run_name="__main__")
+    finally:
+        runtime_config.CONFIG.reset(token)
+    assert "orbit:githubRepo: missing" in str(info.value)
+    assert "fix: pulumi config set orbit:githubRepo orbit" in str(info.value)

@@ -1,0 +1,30 @@
+"""The whole program under mocks, every resource fed to the policy pack: zero violations, dev and prod."""
+
+from __future__ import annotations
+
+import copy
+
+from infra.mocks import reveal
+from infra.policy.rules import RULES, violations
+from tests.infra.support import BUCKET
+from tests.infra.test_manifests import runner_pods
+
+
+def test_every_resource_passes_every_policy(stack_run):
+    found = []
+    for r in stack_run.resources:
+        found += [(r.type, r.name, *v) for v in violations(r.type, reveal(r.inputs), r.name)]
+    assert found == []
+    assert len(stack_run.resources) >= 45 and len(RULES) >= 20
+
+
+def test_runner_pods_from_the_helm_values_pass_the_pod_policies(stack_run):
+    for pod in runner_pods(stack_run):
+        assert violations("kubernetes:core/v1:Pod", pod, pod["metadata"]["name"]) == []
+
+
+def test_the_pack_does_see_what_the_program_registers(dev_run):
+    """Guards the zero above: the same inputs, made public, must be reported."""
+    bucket = copy.deepcopy(reveal(dev_run.one(BUCKET).inputs))
+    bucket["publicAccessPrevention"] = "inherited"
+    assert "storage-public-access-prevention" in {name for name, _ in violations(BUCKET, bucket)}
