@@ -7,7 +7,10 @@ catches it in `make test`. It reads every `run:` block of `.github/workflows/*.y
 - each `python -m PKG.MOD` of a repository package (ci, ml, serving, infra, local) has its module file;
 - each path under `ci/` that a step runs exists;
 - each `uses:` outside the repository is pinned to a full 40-hex commit SHA with a `# vX.Y.Z` comment;
-- the workflow sets `permissions: {}` at the top and every job sets its own `permissions:`.
+- the workflow sets `permissions: {}` at the top and every job sets its own `permissions:`;
+- each job authenticates to Google as one of orbit's two identities, at most one per job; a job that runs
+  `pulumi` against the stack does so as DEPLOYER_SERVICE_ACCOUNT (the CI account's `pulumi up` would be
+  refused halfway), and a job that uses the deployer declares the `environment:` its WIF binding admits.
 
     python -m ci.check_workflows            # from the repository root; exit 1 lists every problem
 """
@@ -31,6 +34,13 @@ _RULE = re.compile(r"^([A-Za-z0-9_.%/-]+(?:[ \t]+[A-Za-z0-9_.%/-]+)*)[ \t]*::?(?
 _USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>[^\s#]+)\s*(?:#\s*(?P<comment>.*))?$")
 _PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
 _VERSION_COMMENT = re.compile(r"^v\d+(\.\d+){0,2}\b")
+#: Google identities a job may authenticate as (docs/cicd.md#identities), by repository variable.
+CI_IDENTITY = "CI_SERVICE_ACCOUNT"
+DEPLOYER_IDENTITY = "DEPLOYER_SERVICE_ACCOUNT"
+IDENTITIES = (CI_IDENTITY, DEPLOYER_IDENTITY)
+_VARS_REF = re.compile(r"^\$\{\{\s*vars\.([A-Za-z0-9_]+)\s*\}\}$")
+#: `pulumi` subcommands that never touch a stack, its state or the cloud.
+_PULUMI_OFFLINE = {"version", "--version", "help", "--help", "about", "gen-completion"}
 
 
 @dataclass
@@ -40,6 +50,8 @@ class Report:
     modules: set[str] = field(default_factory=set)
     run_blocks: int = 0
     uses: int = 0
+    #: "file:job" -> the repository variable of the Google identity it authenticates as ("" for none)
+    identities: dict[str, str] = field(default_factory=dict)
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -124,13 +136,25 @@ def _module_exists(root: Path, module: str) -> bool:
     )
 
 
-def check_run(script: str, where: str, root: Path, targets: set[str], report: Report) -> None:
+def pulumi_commands(parsed: list[list[str]]) -> list[str]:
+    """`pulumi SUBCOMMAND` of each simple command that needs the stack (its state, the cloud)."""
+    found = []
+    for words in parsed:
+        if Path(words[0]).name == "pulumi":
+            sub = next((w for w in words[1:] if not w.startswith("-")), "")
+            if sub not in _PULUMI_OFFLINE and not set(words[1:]) & {"--version", "--help"}:
+                found.append(f"pulumi {sub}".strip())
+    return found
+
+
+def check_run(script: str, where: str, root: Path, targets: set[str], report: Report) -> list[str]:
+    """Check one `run:` block; returns the `pulumi` commands it runs against a stack."""
     report.run_blocks += 1
     try:
         parsed = commands(script)
     except ValueError as exc:
         report.add(where, str(exc))
-        return
+        return []
     for words in parsed:
         name = Path(words[0]).name
         if name == "make":
@@ -150,6 +174,7 @@ def check_run(script: str, where: str, root: Path, targets: set[str], report: Re
             path = word[2:] if word.startswith("./") else word
             if path.startswith("ci/") and not (root / path).exists():
                 report.add(where, f"`{word}`: no such file")
+    return pulumi_commands(parsed)
 
 
 def check_uses_lines(text: str, name: str, report: Report) -> None:
@@ -189,10 +214,59 @@ def check_workflow(path: Path, root: Path, targets: set[str], report: Report) ->
             continue
         if "permissions" not in job:
             report.add(where, "job has no `permissions:`; list exactly what it needs ({} for nothing)")
+        pulumi: list[str] = []
         for index, step in enumerate(job.get("steps") or []):
-            if isinstance(step, dict) and isinstance(step.get("run"), str):
+            if not isinstance(step, dict):
+                continue
+            if isinstance(step.get("run"), str):
                 label = step.get("name") or step.get("id") or f"step {index + 1}"
-                check_run(step["run"], f"{where}:{label}", root, targets, report)
+                pulumi += check_run(step["run"], f"{where}:{label}", root, targets, report)
+            command = (step.get("with") or {}).get("command")  # pulumi/actions can run `up` itself
+            if str(step.get("uses", "")).startswith("pulumi/actions@") and command:
+                pulumi.append(f"pulumi {command}")
+        check_identity(job, where, pulumi, report)
+
+
+def google_identities(job: dict) -> list[str]:
+    """The `service_account:` of each google-github-actions/auth step, as the variable's name if it is one."""
+    found = []
+    for step in job.get("steps") or []:
+        if isinstance(step, dict) and str(step.get("uses", "")).startswith("google-github-actions/auth@"):
+            account = str((step.get("with") or {}).get("service_account", ""))
+            match = _VARS_REF.match(account.strip())
+            found.append(match.group(1) if match else account)
+    return found
+
+
+def check_identity(job: dict, where: str, pulumi: list[str], report: Report) -> None:
+    """One known identity per job; the stack only ever touched by the deployer, inside its environment."""
+    identities = google_identities(job)
+    for account in identities:
+        if account not in IDENTITIES:
+            report.add(
+                where,
+                f"authenticates as `{account}`, not a known identity: use "
+                + " or ".join(f"`${{{{ vars.{name} }}}}`" for name in IDENTITIES),
+            )
+    if len(set(identities)) > 1:
+        report.add(where, f"authenticates as {' and '.join(sorted(set(identities)))}: one identity per job")
+    report.identities[where] = identities[-1] if identities else ""
+    if pulumi:
+        runs = ", ".join(f"`{c}`" for c in dict.fromkeys(pulumi))
+        if not identities:
+            report.add(where, f"runs {runs} without Google credentials: authenticate as {DEPLOYER_IDENTITY}")
+        elif identities[-1] != DEPLOYER_IDENTITY:
+            report.add(
+                where,
+                f"runs {runs} as {identities[-1]}, which may not change the stack (the update would fail "
+                f"with 403 halfway): authenticate as `${{{{ vars.{DEPLOYER_IDENTITY} }}}}`",
+            )
+    if DEPLOYER_IDENTITY in identities and not job.get("environment"):
+        report.add(
+            where,
+            f"uses {DEPLOYER_IDENTITY} without an `environment:`; its Workload Identity binding admits only "
+            "jobs of the protected environment (docs/deploy.md)",
+        )
 
 
 def check(root: Path) -> Report:
@@ -220,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = ", ".join(sorted(report.make_targets)) or "none"
     modules = ", ".join(sorted(report.modules)) or "none"
     summary = f"{report.run_blocks} run blocks, {report.uses} actions; make: {targets}; modules: {modules}"
+    for job, identity in report.identities.items():
+        print(f"  {job}: Google identity {identity or 'none'}")
     if report.problems:
         print(f"check_workflows: {len(report.problems)} problem(s) in {summary}")
         return 1

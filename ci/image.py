@@ -1,6 +1,10 @@
 """Turn the bento that `make bento` built into an image in Artifact Registry, tagged with the commit SHA.
 
     python -m ci.image --image europe-west6-docker.pkg.dev/proj/orbit/planet-classifier:3f2c1ab...
+    python -m ci.image --repository "$REGISTRY_PATH" --stack dev --tag "$GITHUB_SHA"
+
+The second form names the image as the stack serves it (`orbit:serviceImageName` in Pulumi.<stack>.yaml),
+read from the file so that the job building it needs no access to the Pulumi state.
 
 It takes the newest bento in $BENTOML_HOME (or --bento NAME:VERSION), builds it with `bentoml containerize`
 on whichever OCI builder the runner has (docker, else buildah, else podman) and pushes it. If the tag is
@@ -19,7 +23,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import yaml
+
 BACKENDS = ("docker", "buildah", "podman")
+#: `orbit:serviceImageName` and its default, as infra/config.py reads them (ci/ cannot import infra/).
+IMAGE_NAME_KEY = "orbit:serviceImageName"
+DEFAULT_IMAGE_NAME = "planet-classifier"
+_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _REF = re.compile(r"^[a-z0-9.-]+(?::\d+)?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 #: run(cmd, capture): capture=False streams the output to the log (builds are long and people watch them).
@@ -44,6 +54,26 @@ def valid_ref(ref: str) -> str:
     if not _REF.fullmatch(ref or ""):
         raise ImageError(f"{ref!r} is not a full image reference REGISTRY/PATH/NAME:TAG")
     return ref
+
+
+def image_name(stack: str, root: Path = Path(".")) -> str:
+    """The image name the stack deploys: `orbit:serviceImageName` of Pulumi.<stack>.yaml, or its default."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise ImageError(f"{path} not found: is PULUMI_STACK={stack!r} right? (`pulumi stack init {stack}`)")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ImageError(f"{path} is not valid YAML ({exc})") from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict):
+        raise ImageError(f"{path} has no `config:` mapping; is it a Pulumi stack file?")
+    name = config.get(IMAGE_NAME_KEY, config.get(IMAGE_NAME_KEY.split(":", 1)[1], DEFAULT_IMAGE_NAME))
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ImageError(
+            f"{IMAGE_NAME_KEY} in {path} is {name!r}, not an image name like {DEFAULT_IMAGE_NAME}"
+        )
+    return name
 
 
 def newest_bento(run: Runner = _run) -> str:
@@ -109,12 +139,19 @@ def build_and_push(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ci.image", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", required=True, help="REGISTRY_PATH/NAME:TAG to build and push")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--image", help="REGISTRY_PATH/NAME:TAG to build and push")
+    target.add_argument("--repository", help="REGISTRY_PATH; NAME comes from the stack file (needs --tag)")
+    parser.add_argument("--stack", default="dev", help="stack whose image name to use (default dev)")
+    parser.add_argument("--tag", help="image tag with --repository, e.g. the commit SHA")
     parser.add_argument("--bento", help="bento to containerize (default: the newest in the store)")
     parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
     args = parser.parse_args(argv)
+    if args.repository and not args.tag:
+        parser.error("--repository needs --tag")
     try:
-        print(f"image: {build_and_push(args.image, args.bento, args.backend)}")
+        ref = args.image or f"{args.repository.rstrip('/')}/{image_name(args.stack)}:{args.tag}"
+        print(f"image: {build_and_push(ref, args.bento, args.backend)}")
     except ImageError as exc:
         print(f"image: {exc}", file=sys.stderr)
         return 1

@@ -28,10 +28,10 @@ VARIABLES: dict[str, tuple[str, str, str]] = {
         "stack output ci_service_account",
         "orbit-ci@my-project.iam.gserviceaccount.com",
     ),
-    "INFRA_SERVICE_ACCOUNT": (
+    "DEPLOYER_SERVICE_ACCOUNT": (
         r"[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com",
-        "the platform service account of the bootstrap (docs/deploy.md)",
-        "orbit-platform@my-project.iam.gserviceaccount.com",
+        "deployer service account of the bootstrap (docs/deploy.md, step 2)",
+        "orbit-deployer@my-project.iam.gserviceaccount.com",
     ),
     "BUCKET_URL": (
         r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/?",

@@ -116,3 +116,83 @@ def test_cli_exit_code(repo: Path, capsys):
     assert "1 problem(s)" in capsys.readouterr().out
     workflow(repo, "make test")
     assert check_workflows.main(["--root", str(repo)]) == 0
+
+
+AUTH = "google-github-actions/auth@7c6bc770dae815cd3e89ee6cdf493a5fab2cc093 # v3.0.0"
+PULUMI_ACTION = "pulumi/actions@8e5e406f4007fca908480587cb9893c07090f58d # v7.0.0"
+
+
+def auth_step(account: str) -> str:
+    return (
+        f"      - uses: {AUTH}\n        with:\n"
+        "          workload_identity_provider: ${{ vars.WIF_PROVIDER }}\n"
+        f"          service_account: ${{{{ vars.{account} }}}}\n"
+    )
+
+
+def google_job(repo: Path, account: str | None, run: str, environment: str | None = None,
+               extra_step: str = "") -> None:
+    """One job that authenticates as `account` (a repository variable, or None for no auth) and runs `run`."""
+    auth = auth_step(account) if account else ""
+    env = f"    environment: {environment}\n" if environment else ""
+    (repo / ".github" / "workflows" / "w.yml").write_text(
+        f"name: w\non: push\npermissions: {{}}\njobs:\n  j:\n    runs-on: ubuntu-latest\n{env}"
+        f"    permissions:\n      id-token: write\n    steps:\n{auth}{extra_step}"
+        f"      - name: step\n        run: |\n{textwrap.indent(run, ' ' * 10)}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        'pulumi up --stack "$PULUMI_STACK" --yes',
+        "args=(--diff)\npulumi preview \"${args[@]}\"",
+        'echo "url=$(pulumi stack output service_url)"',  # inside a command substitution
+        "pulumi --non-interactive destroy --yes",  # a global option before the subcommand
+    ],
+)
+def test_pulumi_as_the_ci_account_is_reported(repo: Path, run: str):
+    google_job(repo, "CI_SERVICE_ACCOUNT", run)
+    report = check(repo)
+    assert len(report.problems) == 1, report.problems
+    assert report.problems[0].startswith("w.yml:j: runs `pulumi ")
+    assert "as CI_SERVICE_ACCOUNT" in report.problems[0]
+    assert "vars.DEPLOYER_SERVICE_ACCOUNT" in report.problems[0]
+    assert report.identities == {"w.yml:j": "CI_SERVICE_ACCOUNT"}
+
+
+def test_pulumi_action_running_up_itself_counts(repo: Path):
+    step = f"      - uses: {PULUMI_ACTION}\n        with:\n          command: up\n          stack-name: dev\n"
+    google_job(repo, "CI_SERVICE_ACCOUNT", "echo done", extra_step=step)
+    assert ["`pulumi up`" in p for p in check(repo).problems] == [True]
+
+
+def test_pulumi_without_google_credentials_is_reported(repo: Path):
+    google_job(repo, None, "pulumi preview --stack dev")
+    [problem] = check(repo).problems
+    assert "without Google credentials" in problem and "DEPLOYER_SERVICE_ACCOUNT" in problem
+
+
+def test_deployer_needs_the_environment_its_binding_admits(repo: Path):
+    google_job(repo, "DEPLOYER_SERVICE_ACCOUNT", "pulumi up --yes")
+    [problem] = check(repo).problems
+    assert problem.startswith("w.yml:j: uses DEPLOYER_SERVICE_ACCOUNT without an `environment:`")
+    google_job(repo, "DEPLOYER_SERVICE_ACCOUNT", "pulumi up --yes", environment="production")
+    report = check(repo)
+    assert report.problems == []
+    assert report.identities == {"w.yml:j": "DEPLOYER_SERVICE_ACCOUNT"}
+
+
+def test_ci_account_without_pulumi_and_offline_pulumi_commands_pass(repo: Path):
+    google_job(repo, "CI_SERVICE_ACCOUNT", "pulumi version\nmake test\n")
+    assert check(repo).problems == []
+
+
+def test_unknown_identity_and_two_identities_in_one_job_are_reported(repo: Path):
+    google_job(repo, "INFRA_SERVICE_ACCOUNT", "make test")
+    [problem] = check(repo).problems
+    assert "`INFRA_SERVICE_ACCOUNT`, not a known identity" in problem
+    second = auth_step("DEPLOYER_SERVICE_ACCOUNT")
+    google_job(repo, "CI_SERVICE_ACCOUNT", "make test", environment="production", extra_step=second)
+    [problem] = check(repo).problems
+    assert "CI_SERVICE_ACCOUNT and DEPLOYER_SERVICE_ACCOUNT: one identity per job" in problem

@@ -83,3 +83,41 @@ def test_clear_errors():
         image.build_and_push("planet-classifier", run=Commands(), which=only("docker"))
     with pytest.raises(ImageError, match="REGISTRY/PATH/NAME:TAG"):
         image.valid_ref(REF.replace(":3f2c1ab", ":bad tag"))
+
+
+def stack_file(tmp_path, text: str):
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    return tmp_path
+
+
+def test_image_name_comes_from_the_stack_file_or_its_default(tmp_path):
+    assert image.image_name("dev", stack_file(tmp_path, "config:\n  gcp:project: p\n")) == "planet-classifier"
+    named = stack_file(tmp_path, "config:\n  orbit:serviceImageName: team/classifier\n")
+    assert image.image_name("dev", named) == "team/classifier"
+    unprefixed = stack_file(tmp_path, "config:\n  serviceImageName: other\n")
+    assert image.image_name("dev", unprefixed) == "other"
+
+
+def test_image_name_errors_say_what_to_fix(tmp_path):
+    with pytest.raises(ImageError, match=r"Pulumi.prod.yaml not found.*PULUMI_STACK='prod'"):
+        image.image_name("prod", tmp_path)
+    with pytest.raises(ImageError, match="not an image name"):
+        image.image_name("dev", stack_file(tmp_path, "config:\n  orbit:serviceImageName: Bad Name\n"))
+    with pytest.raises(ImageError, match="no `config:` mapping"):
+        image.image_name("dev", stack_file(tmp_path, "- a list\n"))
+    with pytest.raises(ImageError, match="not valid YAML"):
+        image.image_name("dev", stack_file(tmp_path, "config: [\n"))
+
+
+def test_cli_builds_the_reference_from_repository_stack_and_tag(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(stack_file(tmp_path, "config:\n  orbit:serviceImageName: planets\n"))
+    built = []
+    monkeypatch.setattr(image, "build_and_push", lambda ref, bento, backend: built.append(ref) or "ok")
+    repository = "europe-west1-docker.pkg.dev/my-gcp-project/orbit"
+    assert image.main(["--repository", repository + "/", "--stack", "dev", "--tag", "3f2c1ab"]) == 0
+    assert built == [f"{repository}/planets:3f2c1ab"]
+    with pytest.raises(SystemExit):
+        image.main(["--repository", repository])  # no --tag
+    assert "--repository needs --tag" in capsys.readouterr().err
+    assert image.main(["--repository", repository, "--stack", "prod", "--tag", "x"]) == 1
+    assert "Pulumi.prod.yaml not found" in capsys.readouterr().err

@@ -8,6 +8,7 @@ GOOD = {
     "WIF_PROVIDER": "projects/123456789/locations/global/workloadIdentityPools/orbit-gh-1a2b3c"
     "/providers/github",
     "CI_SERVICE_ACCOUNT": "orbit-ci@my-gcp-project.iam.gserviceaccount.com",
+    "DEPLOYER_SERVICE_ACCOUNT": "orbit-deployer@my-gcp-project.iam.gserviceaccount.com",
     "BUCKET_URL": "gs://orbit-data-1a2b3c",
     "REGISTRY_PATH": "europe-west1-docker.pkg.dev/my-gcp-project/orbit",
     "PULUMI_BACKEND_URL": "gs://my-gcp-project-pulumi-state",
@@ -57,3 +58,11 @@ def test_cli_prints_github_error_annotations(monkeypatch, capsys):
     assert "docs/cicd.md" in out
     assert preflight.main(["PULUMI_STACK"]) == 0
     assert preflight.main([]) == 2
+
+
+def test_the_deployer_is_named_after_the_bootstrap_and_checked_like_an_account():
+    [problem] = preflight.check(["DEPLOYER_SERVICE_ACCOUNT"], {})
+    assert problem.startswith("DEPLOYER_SERVICE_ACCOUNT is not set") and "docs/deploy.md" in problem
+    [problem] = preflight.check(["DEPLOYER_SERVICE_ACCOUNT"], {"DEPLOYER_SERVICE_ACCOUNT": "orbit-deployer"})
+    assert "does not look right" in problem
+    assert "INFRA_SERVICE_ACCOUNT" not in preflight.VARIABLES  # one name for the deployer, everywhere

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ci.check_workflows import check
+from ci.check_workflows import check, commands
+from ci.preflight import VARIABLES
 from ci.rollback import ROLLBACK_MESSAGE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +65,7 @@ def test_workflows_match_the_github_schema():
 def test_every_called_target_and_script_exists():
     report = check(ROOT)
     assert report.problems == []
-    assert {"test", "repro", "push", "pull", "bento", "setup", "setup-infra"} <= report.make_targets
+    assert {"test", "repro", "push", "bento", "setup", "setup-infra"} <= report.make_targets
     assert {"ci.report", "ci.gate", "ci.comment", "ci.smoke", "ci.rollback", "ci.image"} <= report.modules
 
 
@@ -132,12 +133,65 @@ def test_train_runs_on_the_self_hosted_scale_set():
 
 
 def test_deploy_rolls_back_only_after_pulumi_up_started():
-    deploy = load("deploy")["jobs"]["deploy"]
-    names = [s.get("name", "") for s in deploy["steps"]]
+    release = load("deploy")["jobs"]["release"]
+    names = [s.get("name", "") for s in release["steps"]]
     gate, up = names.index("Regression gate against the live model"), names.index("pulumi up")
-    assert gate < names.index("Build and push the image") < up  # a failed gate ships nothing
-    rollback = deploy["steps"][-1]
+    assert gate < up  # a failed gate ships nothing
+    rollback = release["steps"][-1]
     assert rollback["if"] == "failure() && steps.up.outcome != 'skipped'"
     assert "ci.rollback target" in rollback["run"] and "ci.smoke" in rollback["run"]
     # the message ci.rollback reads back to know which release was bad
     assert ROLLBACK_MESSAGE.format(bad="$TAG", good="$target") in rollback["run"]
+
+
+def test_each_job_authenticates_as_the_identity_it_needs():
+    """The stack touched only by the deployer; the image built by the CI account; docs/cicd.md#identities."""
+    assert check(ROOT).identities == {
+        "deploy.yml:build": "CI_SERVICE_ACCOUNT",
+        "deploy.yml:release": "DEPLOYER_SERVICE_ACCOUNT",
+        "infra.yml:preview": "DEPLOYER_SERVICE_ACCOUNT",
+        "infra.yml:up": "DEPLOYER_SERVICE_ACCOUNT",
+        "test.yml:test": "",
+        "train.yml:train": "CI_SERVICE_ACCOUNT",
+    }
+
+
+def test_deploy_builds_the_image_then_releases_the_tag_the_build_pushed():
+    jobs = load("deploy")["jobs"]
+    build, release = jobs["build"], jobs["release"]
+    assert set(jobs) == {"build", "release"}
+    build_steps = {s.get("name") or s.get("id") or s["uses"]: s for s in build["steps"]}
+    push = build_steps["Build and push the image"]
+    assert build["outputs"] == {"tag": "${{ steps.push.outputs.tag }}"} and push["id"] == "push"
+    assert 'echo "tag=$TAG" >> "$GITHUB_OUTPUT"' in push["run"] and build["env"]["TAG"] == "${{ github.sha }}"
+    assert "ci.image --repository" in push["run"]
+    assert [s for s in build_steps if "pulumi" in s.lower()] == []
+    assert "dvc pull train" in build_steps["Fetch the model that dvc.lock names"]["run"]
+    assert build_steps["Build the bento"]["run"] == "make bento"
+    assert release["needs"] == "build" and release["env"]["TAG"] == "${{ needs.build.outputs.tag }}"
+    assert "orbit:serviceImageTag=$TAG" in next(s["run"] for s in release["steps"] if s.get("id") == "up")
+
+
+def test_the_deployer_only_runs_in_protected_environments():
+    """The environments the deployer's WIF binding names (docs/deploy.md, step 6)."""
+    deploy_environment = "${{ vars.DEPLOY_ENVIRONMENT || 'production' }}"
+    assert load("deploy")["jobs"]["release"]["environment"]["name"] == deploy_environment
+    assert load("infra")["jobs"]["up"]["environment"] == deploy_environment
+    assert load("infra")["jobs"]["preview"]["environment"] == "${{ vars.PREVIEW_ENVIRONMENT || 'preview' }}"
+    assert "environment" not in load("deploy")["jobs"]["build"]
+
+
+def test_preflight_knows_every_variable_and_each_job_checks_its_identity():
+    for name in NAMES:
+        for job_id, job in load(name)["jobs"].items():
+            checked = [
+                word
+                for step in job["steps"]
+                for words in commands(step.get("run", ""))
+                if words[:3] == ["python", "-m", "ci.preflight"]
+                for word in words[3:]
+            ]
+            assert set(checked) <= set(VARIABLES), f"{name}.yml:{job_id}: {set(checked) - set(VARIABLES)}"
+            identity = check(ROOT).identities[f"{name}.yml:{job_id}"]
+            if identity:
+                assert {"WIF_PROVIDER", identity} <= set(checked), f"{name}.yml:{job_id}"
