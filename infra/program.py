@@ -54,7 +54,7 @@ def build(cfg: StackConfig) -> Platform:
     service = None
     if cfg.service.enabled:
         service = ModelService("model-service", cfg, registry.path, identity.serving_account.email,
-                               identity.ci_email, cluster.provider)
+                               cluster.provider)
     cost = CostControls("cost", cfg, opts=after_apis)
 
     outputs: dict[str, Any] = {

@@ -1,9 +1,10 @@
 """Who may do what: keyless CI through Workload Identity Federation, and Google identities for pods.
 
 No service-account key is created anywhere. GitHub Actions exchanges its OIDC token for a short-lived token of
-the CI service account, and only workflows of the configured repository can. Every role is bound on the one
-resource it is needed for (the bucket, the repository), except the read-only `container.clusterViewer`
-that `gcloud container clusters get-credentials` needs, which GKE only grants per project.
+the CI service account, and only workflows of the configured repository can. CI builds and pushes images and
+moves DVC data, so it gets exactly two roles, each bound on the one resource it is for (the bucket, the
+repository), and nothing on the project or the cluster: `pulumi up` runs as the separate deployer account
+made in bootstrap (docs/deploy.md), so a leaked CI token cannot change what is served.
 """
 
 from __future__ import annotations
@@ -84,11 +85,6 @@ class Identity(pulumi.ComponentResource):
         self.ci_registry = gcp.artifactregistry.RepositoryIamMember(
             "ci-registry", project=cfg.project, location=repo.location, repository=repo.repository_id,
             role="roles/artifactregistry.writer", member=self.ci_account.member, opts=child,
-        )
-        # Cluster credentials for the deploy step; what CI may change inside is decided by Kubernetes RBAC.
-        self.ci_cluster = gcp.projects.IAMMember(
-            "ci-cluster-viewer", project=cfg.project, role="roles/container.clusterViewer",
-            member=self.ci_account.member, opts=child,
         )
 
         # -- Kubernetes service accounts -> Google service accounts (GKE Workload Identity) --------------

@@ -76,7 +76,7 @@ def pod_spec(cfg: StackConfig, image: pulumi.Input[str]) -> dict[str, Any]:
 
 class ModelService(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, registry_path: pulumi.Input[str],
-                 serving_email: pulumi.Input[str], ci_email: pulumi.Input[str], provider: k8s.Provider,
+                 serving_email: pulumi.Input[str], provider: k8s.Provider,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("orbit:service:ModelService", name, None, opts)
         s = cfg.service
@@ -168,30 +168,6 @@ class ModelService(pulumi.ComponentResource):
                 load_balancer_source_ranges=list(s.source_ranges) or None,
             ),
             opts=child,
-        )
-        # CI rolls out new image tags: it may read and patch this Deployment's namespace, nothing else.
-        self.deployer_role = k8s.rbac.v1.Role(
-            "ci-deployer",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="ci-deployer", **meta),
-            rules=[
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=["apps"], resources=["deployments"],
-                                           verbs=["get", "list", "watch", "patch", "update"]),
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=["apps"], resources=["replicasets"],
-                                           verbs=["get", "list", "watch"]),
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods", "pods/log", "services"],
-                                           verbs=["get", "list", "watch"]),
-            ],
-            opts=child,
-        )
-        # GKE maps a Google service account to the Kubernetes user named by its email.
-        self.deployer_binding = k8s.rbac.v1.RoleBinding(
-            "ci-deployer",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="ci-deployer", **meta),
-            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role",
-                                             name="ci-deployer"),
-            subjects=[k8s.rbac.v1.SubjectArgs(api_group="rbac.authorization.k8s.io", kind="User",
-                                              name=ci_email)],
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.deployer_role])),
         )
         self.url = service_url(cfg, self.service)
         self.register_outputs({"url": self.url, "image": self.image})

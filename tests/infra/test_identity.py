@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pytest
 
@@ -63,14 +65,25 @@ def test_ci_roles_are_bound_on_the_bucket_and_the_repository(stack_run):
     assert registry["repository"] == "orbit-images" and registry["location"] == cfg.region
 
 
-def test_project_wide_grants_are_only_the_two_unavoidable_ones(stack_run):
-    """GKE has no per-cluster IAM and node logging is project-scoped: nothing else is project-wide."""
+def test_the_only_project_wide_grant_is_the_node_role(stack_run):
+    """Node logging is project-scoped; nothing else, CI least of all, gets a role on the whole project."""
     grants = {(r["role"], r["member"]) for r in (reveal(x.inputs) for x in stack_run.of_type(PROJECT_IAM))}
-    cfg = stack_run.config
     assert grants == {
-        ("roles/container.defaultNodeServiceAccount", f"serviceAccount:{email(cfg, 'nodes')}"),
-        ("roles/container.clusterViewer", f"serviceAccount:{email(cfg, 'ci')}"),
+        ("roles/container.defaultNodeServiceAccount", f"serviceAccount:{email(stack_run.config, 'nodes')}"),
     }
+
+
+def test_ci_account_appears_only_in_its_federation_bucket_and_registry_grants(stack_run):
+    """CI builds images and moves DVC data; `pulumi up` runs as the bootstrap deployer account.
+
+    Any resource naming the CI account (a project or cluster role, a Kubernetes RoleBinding, an IAM binding
+    or policy) other than these three would let a CI token reach the cluster, so it fails here.
+    """
+    ci = email(stack_run.config, "ci")
+    naming_ci = {(r.type, r.name) for r in stack_run.registrations if ci in json.dumps(reveal(r.inputs))}
+    assert naming_ci == {
+        (SA_IAM, "ci-federation"), (BUCKET_IAM, "ci-bucket"), (REPOSITORY_IAM, "ci-registry")}
+    assert "ci-cluster-viewer" not in {r.name for r in stack_run.registrations}
 
 
 def test_no_service_account_key_anywhere(stack_run):

@@ -1,0 +1,39 @@
+"""ci/image.py names the image CI pushes; infra/config.py names the image the cluster pulls. They must agree.
+
+ci/ cannot import infra/ (the build job has no Pulumi), so it keeps its own copy of the key and its default.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from ci import image
+from infra.config import KEYS, REPO_ROOT, parse, read_stack_file
+
+SECRET = {"orbit:githubAppPrivateKey": "fake"}  # parse() checks presence only
+
+
+def test_ci_reads_the_same_key_with_the_same_default_as_infra():
+    assert image.IMAGE_NAME_KEY in KEYS
+    assert image.DEFAULT_IMAGE_NAME == KEYS[image.IMAGE_NAME_KEY].default
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_ci_pushes_the_image_each_committed_stack_deploys(stack):
+    deployed = parse(read_stack_file(stack), stack, SECRET).service.image_name
+    assert image.image_name(stack, REPO_ROOT) == deployed
+
+
+@pytest.mark.parametrize(("entry", "expected"), [
+    (None, "planet-classifier"),  # key absent: both fall back to their default
+    ({"orbit:serviceImageName": "team/classifier"}, "team/classifier"),
+    ({"serviceImageName": "other"}, "other"),  # Pulumi also accepts the key without the project prefix
+])
+def test_both_readers_agree_on_a_stack_file(tmp_path, entry, expected):
+    config = {k: v for k, v in read_stack_file("dev").items() if k != image.IMAGE_NAME_KEY}
+    config.update(entry or {})
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": config}))
+    deployed = parse(read_stack_file("dev", tmp_path), "dev", SECRET).service.image_name
+    assert image.image_name("dev", tmp_path) == deployed == expected
+
