@@ -11,6 +11,7 @@ STAMP := $(VENV)/.orbit-installed
 INFRA_STAMP := $(INFRA_VENV)/.orbit-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export BENTOML_HOME ?= $(CURDIR)/.orbit/bentoml
+export BENTOML_DO_NOT_TRACK ?= true
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # gcsfs otherwise probes the bucket type over gRPC and waits 60 s against the emulator.
@@ -63,7 +64,7 @@ metrics: $(STAMP) ## show the metrics of the workspace
 	dvc metrics show
 
 bento: $(STAMP) ## import the trained model into BentoML and build the bento
-	$(PY) -m serving.package
+	$(PY) -m serving.package --if-needed
 	$(PY) -m serving.build
 
 serve: $(STAMP) ## serve the latest model on 127.0.0.1:3000

@@ -164,7 +164,9 @@ def _process(state: BucketState) -> psutil.Process | None:
     """The recorded process if it is still the emulator that `start` launched, else None."""
     try:
         proc = psutil.Process(state.pid)
-        if abs(proc.create_time() - state.create_time) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
+        # create_time is boot time + ticks, and /proc/stat's boot time can move by a second when the clock
+        # is adjusted: allow that, the command line check below still tells a reused pid apart.
+        if abs(proc.create_time() - state.create_time) > 2.0 or proc.status() == psutil.STATUS_ZOMBIE:
             return None
         cmdline = " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ml.preprocess import COLOR_MODES, PreprocessConfig
 
@@ -39,7 +39,7 @@ class DataParams(_Section):
 class PrepareParams(_Section):
     seed: int = 77
     split: float = Field(0.2, gt=0.0, lt=1.0, description="fraction of each class held out for validation")
-    image_size: int = Field(64, ge=8, le=512)
+    image_size: int = Field(32, ge=8, le=512)
     color_mode: Literal["rgb", "grayscale"] = "rgb"
     batch_size: int = Field(32, ge=1, le=4096)
 
@@ -50,16 +50,19 @@ class PrepareParams(_Section):
 
 class AugmentParams(_Section):
     flip: bool = True
-    rotation: float = Field(0.5, ge=0.0, le=1.0, description="fraction of a full turn, as keras RandomRotation")
+    rotation: float = Field(0.5, ge=0.0, le=1.0, description="fraction of a full turn (keras RandomRotation)")
     zoom: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class TrainParams(_Section):
     seed: int = 77
-    lr: float = Field(0.001, gt=0.0, le=1.0)
-    epochs: int = Field(15, ge=1, le=1000)
-    conv_filters: list[int] = Field(default_factory=lambda: [32, 64])
-    dense_units: int = Field(128, ge=1, le=8192)
+    lr: float = Field(0.003, gt=0.0, le=1.0)
+    lr_schedule: Literal["constant", "cosine"] = Field("cosine", description="cosine: decay to 0 by the end")
+    epochs: int = Field(12, ge=1, le=1000)
+    conv_filters: list[int] = Field(default_factory=lambda: [16, 32, 64])
+    batch_norm: bool = False
+    pooling: Literal["avg", "flatten"] = Field("flatten", description="how conv features become a vector")
+    dense_units: int = Field(128, ge=0, le=8192, description="0: no hidden dense layer")
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     augment: AugmentParams = AugmentParams()
 
@@ -90,9 +93,22 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
 
+    @model_validator(mode="after")
+    def _image_survives_the_pooling(self) -> Params:
+        """Each conv block halves the image; too many blocks would fail only deep inside Keras."""
+        blocks, size = len(self.train.conv_filters), self.prepare.image_size
+        if size >> blocks < 1:
+            raise ValueError(
+                f"train.conv_filters: {blocks} blocks halve prepare.image_size={size} to nothing; "
+                f"use at most {size.bit_length() - 1} blocks or a larger image_size"
+            )
+        return self
+
 
 def _describe(error: dict) -> str:
     key = ".".join(str(part) for part in error["loc"])
+    if not key:  # a check across sections: its message names the keys
+        return error["msg"].removeprefix("Value error, ")
     if error["type"] == "literal_error":
         allowed = error.get("ctx", {}).get("expected", "")
         return f"{key}: got {error.get('input')!r}; allowed values: {allowed}"

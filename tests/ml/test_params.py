@@ -19,6 +19,13 @@ def test_repository_params_file_is_valid():
         ({"data": {"source": "ftp"}}, ["data.source", "'folder'", "'url'", "'synthetic'"]),
         ({"train": {"conv_filters": []}}, ["train.conv_filters", "non-empty"]),
         ({"train": {"learning_rate": 0.1}}, ["train.learning_rate", "unknown key"]),
+        ({"train": {"pooling": "max"}}, ["train.pooling", "'avg'", "'flatten'"]),
+        ({"train": {"lr_schedule": "step"}}, ["train.lr_schedule", "'constant'", "'cosine'"]),
+        ({"train": {"augment": {"rotation": 2}}}, ["train.augment.rotation", "less than or equal to 1"]),
+        (
+            {"prepare": {"image_size": 8}, "train": {"conv_filters": [8, 8, 8, 8]}},
+            ["train.conv_filters", "prepare.image_size=8", "at most 3 blocks"],
+        ),
     ],
 )
 def test_out_of_range_values_name_the_key_and_the_allowed_values(raw, fragments):

@@ -1,0 +1,305 @@
+"""Load test of the real server against a guide-style baseline and against the in-process limit.
+
+    make bench-serve          (python bench/bench_serve.py [--seconds 8] [--levels 1,16,64])
+
+Starts `bentoml serve` on a free loopback port for our service and for `bench/baseline_service.py`
+(one `model.predict` per request), sends real images from ../shared/data/planets/raw (synthetic ones when
+absent) at each concurrency level, and prints throughput, p50/p95/p99 latency, errors, ready time and
+worker memory before/after. The in-process limit is decode + preprocess + batched inference of the same
+images in this process without HTTP. Uses the trained model/model.keras if present, otherwise a small
+model trained here on synthetic images. Models live in a temporary BentoML store, removed at the end.
+Figures are only comparable within one run: the CPU is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+import numpy as np  # noqa: E402
+
+from local.server import running_server  # noqa: E402
+
+REAL_DATA = Path(os.environ.get("ORBIT_REAL_DATA", REPO_ROOT.parent / "shared" / "data" / "planets" / "raw"))
+OURS = "serving.service:PlanetClassifier"
+BASELINE = "bench.baseline_service:GuideStyleClassifier"
+BOUNDARY = "orbit-bench-boundary"
+TARGETS = {"speedup_c16": 20.0, "p99_c16_ms": 50.0, "ready_s": 8.0, "limit_ratio": 0.5}
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+@dataclass
+class ServerResult:
+    name: str
+    ready_s: float
+    rss_before_mb: float
+    rss_after_mb: float
+    levels: dict[int, LevelResult]
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def load_images(limit: int) -> tuple[list[bytes], str]:
+    files = sorted(REAL_DATA.glob("*/*.jpg")) if REAL_DATA.is_dir() else []
+    if files:
+        step = max(1, len(files) // limit)
+        return [f.read_bytes() for f in files[::step][:limit]], f"{min(limit, len(files))} real images"
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(limit):
+        pixels = np.zeros((128, 128, 3), dtype=np.uint8)
+        yy, xx = np.mgrid[0:128, 0:128]
+        pixels[(xx - 64) ** 2 + (yy - 64) ** 2 < 40**2] = rng.integers(30, 255, 3)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG")
+        images.append(buffer.getvalue())
+    return images, f"{limit} synthetic images (real data not found at {REAL_DATA})"
+
+
+def train_small_model(folder: Path) -> None:
+    """The pipeline's architecture (ml.model, params.yaml), one epoch on noise: the real inference cost."""
+    import keras
+
+    from ml.classes import CLASSES
+    from ml.model import build_model
+    from ml.params import load_params
+
+    params = load_params(REPO_ROOT / "params.yaml")
+    config = params.prepare.preprocess
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((128, *config.input_shape), dtype=np.float32)
+    y = rng.integers(0, len(CLASSES), len(x))
+    model = build_model(config.input_shape, len(CLASSES), params.train)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    meta = {"classes": list(CLASSES), "preprocess": config.to_dict(), "params": params.train.model_dump()}
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+def worker_rss_mb(pid: int) -> float:
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return float("nan")
+    total = 0
+    for child in children:
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def multipart_body(data: bytes) -> bytes:
+    head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="planet.jpg"\r\n'
+    return (head + "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+async def run_level(url: str, bodies: list[bytes], concurrency: int, max_requests: int, seconds: float):
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    deadline = time.perf_counter() + seconds
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout
+    ) as session:
+
+        async def user() -> None:
+            nonlocal errors, sent
+            while sent < max_requests and time.perf_counter() < deadline:
+                body = bodies[sent % len(bodies)]
+                sent += 1
+                start = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except (TimeoutError, aiohttp.ClientError):
+                    ok = False
+                latencies.append((time.perf_counter() - start) * 1000)
+                errors += not ok
+
+        began = time.perf_counter()
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return LevelResult(concurrency, len(latencies), errors, elapsed, latencies)
+
+
+def bench_server(
+    name: str,
+    target: str,
+    env: dict[str, str],
+    bodies: list[bytes],
+    levels: list[int],
+    seconds: float,
+    max_requests: int,
+    workdir: Path,
+) -> ServerResult:
+    log(f"==> {name}: starting {target}")
+    with running_server(target, cwd=REPO_ROOT, env=env, log_path=workdir / f"{name}.log",
+                        ready_timeout=120) as server:
+        url, process, ready = server.url, server.process, server.ready_after
+        log(f"    ready after {ready:.1f} s; warming up")
+        asyncio.run(run_level(f"{url}/predict", bodies, 4, 40, 20))
+        rss_before = worker_rss_mb(process.pid)
+        results = {}
+        for concurrency in levels:
+            result = asyncio.run(run_level(f"{url}/predict", bodies, concurrency, max_requests, seconds))
+            results[concurrency] = result
+            log(
+                f"    c={concurrency:<3} {result.throughput:7.1f} req/s  "
+                f"p50 {result.percentile(50):7.1f} ms  "
+                f"p99 {result.percentile(99):7.1f} ms  errors {result.errors}/{result.requests}"
+            )
+        rss_after = worker_rss_mb(process.pid)
+    return ServerResult(name, ready, rss_before, rss_after, results)
+
+
+def in_process_limit(model_dir: Path, images: list[bytes], seconds: float) -> float:
+    """Images per second for decode + preprocess + batched inference, no HTTP: the ceiling for the server."""
+    from serving.classifier import Classifier
+
+    classifier = Classifier.load(model_dir)
+    classifier.warm_up()
+    classifier.classify(images[:64])
+    done = 0
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        for start in range(0, len(images), 64):
+            done += len(classifier.classify(images[start : start + 64]))
+    return done / (time.perf_counter() - began)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="time limit per concurrency level")
+    parser.add_argument("--requests", type=int, default=3000, help="request limit per concurrency level")
+    parser.add_argument("--levels", default="1,16,64", help="concurrency levels, comma-separated")
+    parser.add_argument("--images", type=int, default=200, help="distinct images to send")
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.levels.split(",")]
+
+    workdir = Path(tempfile.mkdtemp(prefix="orbit-bench-serve-"))
+    try:
+        os.environ["BENTOML_HOME"] = str(workdir / "bentoml")
+        (workdir / "bentoml" / "tmp").mkdir(parents=True)
+        from serving.package import package
+
+        model_dir = REPO_ROOT / "model"
+        if (model_dir / "model.keras").is_file() and (model_dir / "meta.json").is_file():
+            log(f"==> model: the trained {model_dir / 'model.keras'}")
+        else:
+            model_dir = workdir / "model"
+            log(
+                "==> model: model/model.keras not found, training a small stand-in on synthetic data "
+                "(make repro "
+                "gives the real one)"
+            )
+            train_small_model(model_dir)
+        tag, _ = package(model_dir, REPO_ROOT)
+        images, described = load_images(args.images)
+        log(f"==> images: {described}")
+        bodies = [multipart_body(data) for data in images]
+        env = {**os.environ, "ORBIT_MODEL_TAG": tag}
+
+        ours = bench_server("ours", OURS, env, bodies, levels, args.seconds, args.requests, workdir)
+        baseline = bench_server(
+            "baseline", BASELINE, env, bodies, levels, args.seconds, args.requests, workdir
+        )
+        log("==> in-process limit: decode + preprocess + batched inference (batches of 64), no HTTP")
+        limit = in_process_limit(model_dir, images, args.seconds)
+        log(f"    {limit:.1f} images/s")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print(f"{'server':<9} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for server in (ours, baseline):
+        for c, r in server.levels.items():
+            print(
+                f"{server.name:<9} {c:>3} {r.throughput:>8.1f} "
+                f"{r.percentile(50):>8.1f} {r.percentile(95):>8.1f} "
+                f"{r.percentile(99):>8.1f} {r.errors:>7}"
+            )
+    for server in (ours, baseline):
+        print(
+            f"{server.name:<9} ready {server.ready_s:.1f} s, "
+            f"worker RSS {server.rss_before_mb:.0f} MB before, "
+            f"{server.rss_after_mb:.0f} MB after"
+        )
+    print(f"in-process limit: {limit:.1f} images/s")
+    print()
+    if 16 in levels:
+        o16, b16 = ours.levels[16], baseline.levels[16]
+        speedup = o16.throughput / b16.throughput if b16.throughput else float("inf")
+        print(
+            f"[{verdict(speedup >= TARGETS['speedup_c16'])}] ours/baseline at c=16: {speedup:.1f}x "
+            f"(target >= {TARGETS['speedup_c16']:.0f}x)"
+        )
+        print(
+            f"[{verdict(o16.percentile(99) <= TARGETS['p99_c16_ms'])}] "
+            f"p99 at c=16: {o16.percentile(99):.1f} ms "
+            f"(target <= {TARGETS['p99_c16_ms']:.0f} ms)"
+        )
+    errors = sum(r.errors for r in ours.levels.values())
+    print(f"[{verdict(errors == 0)}] errors: {errors} (target 0)")
+    print(
+        f"[{verdict(ours.ready_s <= TARGETS['ready_s'])}] ready after start: {ours.ready_s:.1f} s "
+        f"(target <= {TARGETS['ready_s']:.0f} s)"
+    )
+    best = max(ours.levels.values(), key=lambda r: r.throughput)
+    ratio = best.throughput / limit
+    print(
+        f"[{verdict(ratio >= TARGETS['limit_ratio'])}] ours (best, c={best.concurrency}) / in-process limit: "
+        f"{ratio:.0%} (target >= {TARGETS['limit_ratio']:.0%})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

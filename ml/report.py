@@ -1,0 +1,94 @@
+"""One self-contained HTML evaluation report: metrics, per-class table and every plot in a single file.
+
+Images are inlined as base64 data URIs and the styles are inline, with no script, font or link to fetch,
+so the file renders the same offline, attached to a CI run, or mailed to someone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;
+color:#1f2328;padding:0 1rem}
+h1{margin-bottom:.2rem} .sub{color:#59636e;margin-top:0}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}
+th,td{padding:.3rem .8rem;border-bottom:1px solid #d1d9e0}
+th{text-align:left;background:#f6f8fa} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.low{color:#cf222e;font-weight:600} figure{margin:1.5rem 0} figcaption{font-weight:600;margin-bottom:.4rem}
+img{max-width:100%;border:1px solid #d1d9e0} code{background:#f6f8fa;padding:0 .25rem}
+"""
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _num(value: float | None, low: float = 0.99) -> str:
+    if value is None:
+        return '<td class="n">n/a</td>'
+    css = ' class="n low"' if value < low else ' class="n"'
+    return f"<td{css}>{value:.4f}</td>"
+
+
+def render(
+    *,
+    metrics: dict,
+    per_class: list[dict],
+    figures: list[tuple[str, Path]],
+    meta: dict,
+    mistakes: list[tuple[str, str, str]],
+) -> str:
+    esc = html.escape
+    preprocess = meta.get("preprocess", {})
+    train = meta.get("params", {}).get("train", {})
+    rows = "".join(
+        f"<tr><th>{esc(label)}</th>{_num(metrics[key], low=-1.0)}</tr>"
+        for key, label in (
+            ("accuracy", "accuracy"),
+            ("loss", "loss (cross-entropy)"),
+            ("precision_macro", "precision (macro)"),
+            ("recall_macro", "recall (macro)"),
+            ("f1_macro", "F1 (macro)"),
+        )
+    )
+    rows += f'<tr><th>validation images</th><td class="n">{metrics["n_val"]}</td></tr>'
+    class_rows = "".join(
+        f"<tr><td>{esc(r['class'])}</td>{_num(metrics['per_class_accuracy'].get(r['class']))}"
+        f"{_num(r['precision'])}{_num(r['recall'])}{_num(r['f1'])}<td class='n'>{r['support']}</td></tr>"
+        for r in per_class
+    )
+    mistake_rows = "".join(
+        f"<tr><td><code>{esc(f)}</code></td><td>{esc(a)}</td><td>{esc(p)}</td></tr>" for f, a, p in mistakes
+    ) or '<tr><td colspan="3">none</td></tr>'
+    figs = "".join(
+        f"<figure><figcaption>{esc(title)}</figcaption>{_img(path)}</figure>" for title, path in figures
+    )
+    setup = (
+        f"input {preprocess.get('image_size')}px {preprocess.get('color_mode')}, "
+        f"conv {train.get('conv_filters')}, {train.get('epochs')} epochs, lr {train.get('lr')} "
+        f"({train.get('lr_schedule')}), trained on {meta.get('n_train', '?')} images"
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>orbit evaluation report</title>
+<style>{_STYLE}</style></head><body>
+<h1>orbit: evaluation report</h1>
+<p class="sub">planet/moon classifier: {esc(setup)}</p>
+<h2>Metrics (validation split)</h2><table>{rows}</table>
+<h2>Per class</h2>
+<table><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>
+{class_rows}</table>
+<h2>Plots</h2>{figs}
+<h2>Misclassified files</h2>
+<table><tr><th>file</th><th>actual</th><th>predicted</th></tr>{mistake_rows}</table>
+</body></html>
+"""
+
+
+def write_report(path: Path, **parts) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(**parts), encoding="utf-8")
+    return path

@@ -1,0 +1,66 @@
+"""Every serving knob, read from the environment and validated in one place.
+
+The service, its upload guard and the packaging CLI all call :func:`load_settings`, so a wrong value fails
+at start-up with a message naming the variable, instead of as a confusing error on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ml.preprocess import DEFAULT_MAX_PIXELS
+
+MODEL_NAME = "planet-classifier"
+DEFAULT_MODEL_TAG = f"{MODEL_NAME}:latest"
+
+#: environment variable -> field of :class:`ServingSettings`
+ENV_VARS: dict[str, str] = {
+    "ORBIT_MODEL_TAG": "model_tag",
+    "ORBIT_MAX_UPLOAD_BYTES": "max_upload_bytes",
+    "ORBIT_MAX_PIXELS": "max_pixels",
+    "ORBIT_MAX_BATCH_FILES": "max_batch_files",
+    "ORBIT_MAX_BATCH_SIZE": "max_batch_size",
+    "ORBIT_WORKERS": "workers",
+    "ORBIT_ACCESS_LOG": "access_log",
+    "ORBIT_TRACE_PREDICTIONS": "trace_predictions",
+}
+
+
+class ServingSettingsError(ValueError):
+    """An ORBIT_* environment variable holds a value the service cannot use."""
+
+
+class ServingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_tag: str = Field(DEFAULT_MODEL_TAG, min_length=1, description="BentoML model to serve")
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, le=1024**3, description="largest request body accepted, in bytes"
+    )
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, ge=64, le=200_000_000, description="largest image (width x height) decoded"
+    )
+    max_batch_files: int = Field(64, ge=1, le=1024, description="most images in one /predict_batch request")
+    max_batch_size: int = Field(64, ge=1, le=1024, description="most images in one model call")
+    workers: int = Field(1, ge=1, le=64, description="server processes, each with its own copy of the model")
+    # Both off by default: together they cost about a third of the throughput (docs/serving.md).
+    access_log: bool = Field(False, description="log one line per request")
+    trace_predictions: bool = Field(False, description="OpenTelemetry spans for /predict and /predict_batch")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> ServingSettings:
+    """Build the settings from ORBIT_* variables; unset ones keep their defaults."""
+    environ = os.environ if environ is None else environ
+    raw = {field: environ[var] for var, field in ENV_VARS.items() if environ.get(var, "").strip()}
+    try:
+        return ServingSettings(**raw)
+    except ValidationError as exc:
+        by_field = {field: var for var, field in ENV_VARS.items()}
+        lines = []
+        for error in exc.errors():
+            var = by_field.get(str(error["loc"][0]), str(error["loc"][0]))
+            lines.append(f"{var}={error.get('input')!r}: {error['msg']}")
+        raise ServingSettingsError("invalid serving settings:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,95 @@
+"""ASGI middleware that vets upload requests before BentoML sees them.
+
+It reads the body of the guarded routes itself (bounded by the size limit, so a huge or endless upload is
+cut off early), checks the form with :mod:`serving.inputs`, and only then replays the body to BentoML.
+Every rejection is a JSON `{"error": ...}` with a 4xx status; other routes pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from serving.inputs import (
+    UploadRejected,
+    UploadRule,
+    boundary_of,
+    check_form,
+    content_length_of,
+    too_large_message,
+)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def send_json_error(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class UploadGuard:
+    def __init__(self, app: ASGIApp, *, rules: Mapping[str, UploadRule], max_body_bytes: int) -> None:
+        self.app = app
+        self.rules = dict(rules)
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rule = self.rules.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if rule is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._read_checked_body(scope, receive, rule)
+        except UploadRejected as exc:
+            await send_json_error(send, exc.status, exc.message)
+            return
+        except _Disconnected:
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect as the server would signal it
+
+        await self.app(scope, replay, send)
+
+    async def _read_checked_body(self, scope: Scope, receive: Receive, rule: UploadRule) -> bytes:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        boundary = boundary_of(headers.get("content-type"), rule)
+        content_length_of(headers.get("content-length"), self.max_body_bytes)
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_body_bytes:
+                raise UploadRejected(413, too_large_message(self.max_body_bytes))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        check_form(body, boundary, rule)
+        return body

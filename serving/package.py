@@ -1,0 +1,162 @@
+"""Import the trained model into the BentoML model store, with what is needed to trust it later.
+
+    python -m serving.package [--model-dir model] [--if-needed]
+
+The stored model carries labels (project, class names, git commit, data version) and metadata (classes,
+preprocessing, metrics, params, git commit, data version, hash of the model file), so a running service
+or a bento can always say which training run and which data it came from.
+
+This is a make target rather than a DVC stage: its output lives in the BentoML store ($BENTOML_HOME,
+outside the workspace) and a new version is created on every import, which DVC can neither track nor cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serving.classifier import META_FILE, MODEL_FILE, ModelBundleError, read_meta
+from serving.config import MODEL_NAME
+
+UNKNOWN = "unknown"
+METRICS_FILE = Path("evaluation/metrics.json")
+DATA_DVC_FILE = Path("data/raw.dvc")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit(cwd: Path) -> str:
+    """HEAD's hash, with `-dirty` when tracked files differ from it; "unknown" outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return UNKNOWN
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return UNKNOWN
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def data_version(dvc_file: Path) -> str:
+    """The md5 DVC recorded for data/raw: names the exact data the model was trained on."""
+    try:
+        outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or []
+        md5 = outs[0].get("md5") if outs else None
+    except (OSError, yaml.YAMLError, AttributeError, IndexError):
+        return UNKNOWN
+    return str(md5) if md5 else UNKNOWN
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def describe(model_dir: Path, root: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Labels and metadata for the stored model; raises :class:`ModelBundleError` if files are missing."""
+    model_path = model_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise ModelBundleError(f"{model_path} not found; run `make repro` first to train the model")
+    classes, preprocess = read_meta(model_dir / META_FILE)
+    meta = read_json(model_dir / META_FILE)
+    commit = git_commit(root)
+    data = data_version(root / DATA_DVC_FILE)
+    metadata = {
+        "classes": classes,
+        "preprocess": preprocess.to_dict(),
+        "params": meta.get("params", {}),
+        "metrics": read_json(root / METRICS_FILE),
+        "git_commit": commit,
+        "data_version": data,
+        "model_sha256": file_sha256(model_path),
+    }
+    labels = {
+        "project": "orbit",
+        "classes": ",".join(classes),
+        "git_commit": commit[:12] if commit != UNKNOWN else UNKNOWN,
+        "data_version": data[:12] if data != UNKNOWN else UNKNOWN,
+    }
+    return labels, metadata
+
+
+def latest_stored() -> Any | None:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bentoml.models.get(f"{MODEL_NAME}:latest")
+    except NotFound:
+        return None
+
+
+def package(model_dir: Path, root: Path, *, if_needed: bool = False) -> tuple[str, bool]:
+    """Store the model; returns (tag, created). `if_needed` reuses the latest one with the same file."""
+    import bentoml
+
+    labels, metadata = describe(model_dir, root)
+    if if_needed and (latest := latest_stored()) is not None:
+        if latest.info.metadata.get("model_sha256") == metadata["model_sha256"]:
+            return str(latest.tag), False
+    with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata) as stored:
+        shutil.copyfile(model_dir / MODEL_FILE, stored.path_of(MODEL_FILE))
+        shutil.copyfile(model_dir / META_FILE, stored.path_of(META_FILE))
+    return str(stored.tag), True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.package", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model-dir", type=Path, default=Path("model"), help="training output (default: model)"
+    )
+    parser.add_argument(
+        "--if-needed", action="store_true", help="skip when the latest stored model is this file"
+    )
+    args = parser.parse_args(argv)
+    try:
+        tag, created = package(args.model_dir, Path.cwd(), if_needed=args.if_needed)
+    except ModelBundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not created:
+        print(f"model unchanged: {tag} already holds {args.model_dir / MODEL_FILE}")
+        return 0
+    import bentoml
+
+    info = bentoml.models.get(tag).info
+    metrics = info.metadata.get("metrics") or {}
+    accuracy = metrics.get("accuracy")
+    print(f"stored {tag}")
+    print(f"  classes      {len(info.metadata['classes'])}: {info.labels['classes']}")
+    print(f"  accuracy     {accuracy if accuracy is not None else 'unknown (no evaluation/metrics.json)'}")
+    print(f"  git commit   {info.metadata['git_commit']}")
+    print(f"  data version {info.metadata['data_version']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The service in-process: response schema, image kinds, every bad input, parity with the pipeline."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.evaluate import predict_files
+from ml.preprocess import PreprocessConfig, preprocess_batch
+from tests.conftest import REAL_DATA
+from tests.serving.conftest import CLASSES, COLOURS, IMAGE_SIZE, disc, encode
+
+CONFIG = PreprocessConfig(IMAGE_SIZE, "rgb")
+
+
+def post_image(
+    client, data: bytes, *, field: str = "image", filename: str = "planet.jpg", route: str = "/predict"
+):
+    return client.post(route, files={field: (filename, data, "application/octet-stream")})
+
+
+def expected_probabilities(keras_model, payloads: list[bytes]) -> np.ndarray:
+    return np.asarray(keras_model(preprocess_batch(payloads, CONFIG), training=False))
+
+
+def assert_prediction_schema(body: dict) -> None:
+    assert set(body) == {"prediction", "probabilities"}
+    assert list(body["probabilities"]) == CLASSES
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert body["prediction"] == max(body["probabilities"], key=body["probabilities"].get)
+
+
+@pytest.mark.parametrize("expected", CLASSES)
+def test_predict_answers_the_class_of_the_dominant_colour(client, expected):
+    response = post_image(client, encode(disc(COLOURS[expected])))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_prediction_schema(body)
+    assert body["prediction"] == expected
+    assert body["probabilities"][expected] > 0.5
+
+
+@pytest.mark.parametrize(
+    "image,fmt",
+    [
+        (disc(COLOURS["Neptune"], mode="L"), "JPEG"),  # greyscale
+        (disc(COLOURS["Mars"], mode="RGBA"), "PNG"),  # transparency
+        (disc(COLOURS["Uranus"]), "PNG"),
+        (disc(COLOURS["Mars"], mode="P"), "PNG"),  # palette
+        (disc(COLOURS["Neptune"], size=(300, 120)), "JPEG"),  # wide: letterboxed
+    ],
+    ids=["greyscale-jpeg", "rgba-png", "rgb-png", "palette-png", "wide-jpeg"],
+)
+def test_other_image_kinds_get_the_same_answer_as_the_pipeline(client, keras_model, image, fmt):
+    data = encode(image, fmt)
+    response = post_image(client, data, filename=f"x.{fmt.lower()}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_prediction_schema(body)
+    expected = expected_probabilities(keras_model, [data])[0]
+    np.testing.assert_allclose(list(body["probabilities"].values()), expected, atol=1e-5)
+
+
+def test_rgba_transparency_is_black_not_white(client):
+    """A red disc whose outside is transparent white must still read as red on black (training's look)."""
+    rgba = np.zeros((40, 40, 4), dtype=np.uint8)
+    rgba[..., :3] = 255  # white, but fully transparent...
+    rgba[10:30, 10:30] = (220, 40, 30, 255)  # ...around an opaque red square
+    response = post_image(client, encode(Image.fromarray(rgba, "RGBA"), "PNG"), filename="x.png")
+    assert response.json()["prediction"] == "Mars"
+
+
+def test_predict_batch_answers_each_image_in_order(client):
+    order = ["Neptune", "Mars", "Uranus", "Mars"]
+    files = [("images", (f"{i}.jpg", encode(disc(COLOURS[c])), "image/jpeg")) for i, c in enumerate(order)]
+    response = client.post("/predict_batch", files=files)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [item["prediction"] for item in body] == order
+    for item, (_, (_, data, _)) in zip(body, files, strict=True):
+        assert_prediction_schema(item)
+        single = post_image(client, data).json()["probabilities"]
+        np.testing.assert_allclose(list(item["probabilities"].values()), list(single.values()), atol=1e-5)
+
+
+def test_parity_with_the_pipeline_evaluation(client, keras_model, tmp_path):
+    """Service and pipeline agree on class and probabilities for the same files (real ones when present)."""
+    paths = []
+    for i, (name, colour) in enumerate(COLOURS.items()):
+        path = tmp_path / f"{name}.jpg"
+        path.write_bytes(encode(disc(colour, size=(64 + 8 * i, 64))))
+        paths.append(path)
+    if REAL_DATA.is_dir():  # a few real renders too, when ../shared is there
+        paths += sorted(REAL_DATA.glob("*/*.jpg"))[::40][:8]
+    expected = predict_files(keras_model, paths, CONFIG, batch_size=64)
+    for path, probabilities in zip(paths, expected, strict=True):
+        body = post_image(client, path.read_bytes(), filename=path.name).json()
+        assert body["prediction"] == CLASSES[int(np.argmax(probabilities))], path.name
+        np.testing.assert_allclose(list(body["probabilities"].values()), probabilities, atol=1e-5)
+
+
+def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "orbit-test-boundary") -> bytes:
+    """A hand-made multipart body: (field name, filename or None for a text field, content)."""
+    chunks = []
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (
+            f'; filename="{filename}"' if filename is not None else ""
+        )
+        chunks.append(
+            f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+        )
+    return b"".join(chunks) + f"--{boundary}--\r\n".encode()
+
+
+MULTIPART = {"Content-Type": "multipart/form-data; boundary=orbit-test-boundary"}
+JPEG = encode(disc(COLOURS["Mars"]))
+
+
+def corrupt_jpeg() -> bytes:
+    data = bytearray(JPEG)
+    data[2:40] = b"\x00" * 38  # wipe the markers after SOI: Pillow cannot parse the header
+    return bytes(data)
+
+
+def pixel_bomb() -> bytes:
+    """A 6000x6000 PNG of a few KB: 36 M pixels, over the default 25 M limit."""
+    buffer = io.BytesIO()
+    Image.new("1", (6000, 6000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+BAD_REQUESTS = {
+    "text-file": dict(files={"image": ("notes.txt", b"hello, not an image", "text/plain")}),
+    "truncated-jpeg": dict(files={"image": ("cut.jpg", JPEG[: len(JPEG) // 2], "image/jpeg")}),
+    "corrupt-jpeg": dict(files={"image": ("bad.jpg", corrupt_jpeg(), "image/jpeg")}),
+    "empty-upload": dict(files={"image": ("empty.jpg", b"", "image/jpeg")}),
+    "wrong-field-name": dict(files={"file": ("planet.jpg", JPEG, "image/jpeg")}),
+    "text-value-not-file": dict(
+        content=multipart([("image", None, b"http://127.0.0.1:9/planet.jpg")]), headers=MULTIPART
+    ),
+    "json-body": dict(
+        content=json.dumps({"image": "planet.jpg"}).encode(), headers={"Content-Type": "application/json"}
+    ),
+    "plain-text-body": dict(content=b"planet.jpg", headers={"Content-Type": "text/plain"}),
+    "no-content-type": dict(content=JPEG, headers={"Content-Type": ""}),
+    "multipart-without-boundary": dict(content=b"xx", headers={"Content-Type": "multipart/form-data"}),
+    "malformed-multipart": dict(content=b"this is not multipart", headers=MULTIPART),
+    "unterminated-multipart": dict(content=multipart([("image", "a.jpg", JPEG)])[:-30], headers=MULTIPART),
+    "two-images-to-predict": dict(
+        content=multipart([("image", "a.jpg", JPEG), ("image", "b.jpg", JPEG)]), headers=MULTIPART
+    ),
+    "extra-binary-field": dict(
+        content=multipart([("image", "a.jpg", JPEG), ("extra", "b.bin", b"\xff\xfe")]), headers=MULTIPART
+    ),
+    "pixel-bomb": dict(files={"image": ("bomb.png", pixel_bomb(), "image/png")}),
+}
+
+EXPECTED = {  # status, a phrase the error must contain
+    "text-file": (400, "not a recognised image format"),
+    "truncated-jpeg": (400, "truncated"),
+    "corrupt-jpeg": (400, "image"),
+    "empty-upload": (400, "empty"),
+    "wrong-field-name": (400, "unexpected form field 'file'"),
+    "text-value-not-file": (400, "must be a file upload"),
+    "json-body": (415, "multipart/form-data"),
+    "plain-text-body": (415, "multipart/form-data"),
+    "no-content-type": (415, "multipart/form-data"),
+    "multipart-without-boundary": (400, "boundary"),
+    "malformed-multipart": (400, "malformed multipart"),
+    "unterminated-multipart": (400, "truncated"),
+    "two-images-to-predict": (400, "/predict_batch"),
+    "extra-binary-field": (400, "unexpected form field 'extra'"),
+    "pixel-bomb": (400, "pixels"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_input_gets_a_4xx_json_error_that_says_what_is_wrong(client, case):
+    response = client.post("/predict", **BAD_REQUESTS[case])
+    status, phrase = EXPECTED[case]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert phrase in response.json()["error"]
+
+
+def test_oversized_upload_is_refused_before_decoding(client):
+    from serving.service import SETTINGS
+
+    big = JPEG + b"\0" * SETTINGS.max_upload_bytes
+    response = post_image(client, big)
+    assert response.status_code == 413
+    assert f"{SETTINGS.max_upload_bytes:,} bytes" in response.json()["error"]
+
+
+def test_batch_with_a_bad_image_names_every_bad_file(client):
+    files = [
+        ("images", ("a.jpg", JPEG, "image/jpeg")),
+        ("images", ("b.txt", b"nope", "text/plain")),
+        ("images", ("c.jpg", JPEG[:100], "image/jpeg")),
+    ]
+    response = client.post("/predict_batch", files=files)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "images[1]" in error and "images[2]" in error and "images[0]" not in error
+
+
+def test_batch_with_too_many_files_is_refused(client):
+    from serving.service import SETTINGS
+
+    files = [("images", (f"{i}.jpg", JPEG, "image/jpeg")) for i in range(SETTINGS.max_batch_files + 1)]
+    response = client.post("/predict_batch", files=files)
+    assert response.status_code == 413
+    assert f"limit is {SETTINGS.max_batch_files}" in response.json()["error"]
+
+
+def test_service_still_answers_after_every_bad_input(client):
+    for request in BAD_REQUESTS.values():
+        assert client.post("/predict", **request).status_code < 500
+    assert post_image(client, JPEG).json()["prediction"] == "Mars"
+
+
+def test_health_and_openapi(client):  # /metrics needs the multi-process server: see test_http.py
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    spec = client.get("/docs.json").json()
+    assert {"/predict", "/predict_batch"} <= set(spec["paths"])
+    assert client.get("/predict").status_code == 405

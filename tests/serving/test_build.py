@@ -1,0 +1,62 @@
+"""`python -m serving.build`: an offline bento with the model, the service code and a Dockerfile."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serving.build import main
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_build_prints_tag_and_dockerfile_and_packs_what_the_image_needs(
+    stored_tag, bentoml_home, capsys, monkeypatch
+):
+    monkeypatch.setenv("ORBIT_BASE_IMAGE", "127.0.0.1:5000/orbit/python:3.11")
+    monkeypatch.setenv("ORBIT_MODEL_TAG", stored_tag)
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    tag = out.split("bento:", 1)[1].split()[0]
+    dockerfile = Path(out.split("dockerfile:", 1)[1].split()[0])
+    assert tag.startswith("planet-classifier:")
+    assert dockerfile.is_file() and dockerfile.is_relative_to(bentoml_home)
+    assert "FROM 127.0.0.1:5000/orbit/python:3.11" in dockerfile.read_text()
+
+    bento = dockerfile.parents[2]
+    sources = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
+    assert {"serving/service.py", "serving/middleware.py", "ml/preprocess.py", "ml/__init__.py"} <= sources
+    assert not any(s.startswith("tests/") or s in {"serving/build.py", "serving/package.py"} for s in sources)
+    assert not any(s.startswith("ml/") and s not in {"ml/preprocess.py", "ml/__init__.py"} for s in sources)
+
+    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
+    models = [m["tag"] for service in manifest["services"] for m in service["models"]]
+    assert models == [stored_tag]
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text()
+    assert "tensorflow-cpu==" in requirements and "dvc" not in requirements
+
+
+def test_build_without_a_stored_model_says_to_package_first(bentoml_home):
+    # A fresh process: this one may already hold serving.service imported with another model tag.
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(bentoml_home),
+        "ORBIT_MODEL_TAG": "planet-classifier:doesnotexist",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.build"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "python -m serving.package" in result.stderr
+    assert "Traceback" not in result.stderr

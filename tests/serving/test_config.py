@@ -1,0 +1,55 @@
+"""ORBIT_* settings and the bento build configuration."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from serving.config import DEFAULT_MODEL_TAG, ServingSettingsError, load_settings
+from tests.conftest import REPO_ROOT
+
+
+def test_defaults_without_environment():
+    settings = load_settings({})
+    assert settings.model_tag == DEFAULT_MODEL_TAG
+    assert settings.max_upload_bytes == 10 * 1024 * 1024
+
+
+def test_environment_overrides_are_parsed():
+    settings = load_settings(
+        {
+            "ORBIT_MODEL_TAG": "planet-classifier:abc",
+            "ORBIT_MAX_UPLOAD_BYTES": "2048",
+            "ORBIT_MAX_BATCH_FILES": "8",
+            "ORBIT_MAX_PIXELS": " ",
+        }
+    )
+    assert (settings.model_tag, settings.max_upload_bytes, settings.max_batch_files) == (
+        "planet-classifier:abc",
+        2048,
+        8,
+    )
+
+
+@pytest.mark.parametrize(
+    "var,value",
+    [("ORBIT_MAX_UPLOAD_BYTES", "ten"), ("ORBIT_MAX_BATCH_SIZE", "0"), ("ORBIT_MAX_PIXELS", "-5")],
+)
+def test_invalid_values_name_the_variable(var, value):
+    with pytest.raises(ServingSettingsError, match=var):
+        load_settings({var: value})
+
+
+def test_bentofile_has_only_the_serving_dependencies_and_builds_offline():
+    from serving.build import bentofile
+
+    config = bentofile("registry.example/python:3.11")
+    packages = {p.split("==")[0].lower() for p in config["python"]["packages"]}
+    assert {"bentoml", "tensorflow-cpu", "keras", "numpy", "pillow", "pydantic", "pyyaml"} <= packages
+    assert not packages & {"dvc", "dvc-gs", "pulumi", "matplotlib", "scikit-learn", "pytest"}
+    assert all("==" in p for p in config["python"]["packages"]), "every dependency pinned"
+    assert config["python"]["lock_packages"] is False
+    assert config["docker"]["base_image"] == "registry.example/python:3.11"
+    yaml.safe_load(yaml.safe_dump(config))  # serialisable as the bentofile.yaml it becomes
+    for pattern in config["include"]:
+        assert list(REPO_ROOT.glob(pattern)), f"include pattern {pattern} matches nothing"
