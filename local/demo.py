@@ -8,6 +8,7 @@ started it, and its data stays in `.orbit/bucket` for the next `make bucket-star
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from pathlib import Path
 from local.server import ServerError, running_server
 from ml.params import ParamsError, load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STEPS = 6
 SAMPLES_PER_RUN = 5
@@ -38,10 +39,12 @@ def _done(started: float, what: str = "done") -> None:
     print(f"      {what} in {time.monotonic() - started:.1f} s", flush=True)
 
 
-def _run(*args: str, what: str, check: bool = True) -> subprocess.CompletedProcess:
+def _run(root: Path, *args: str, what: str, check: bool = True) -> subprocess.CompletedProcess:
     print(f"      $ {' '.join(args)}", flush=True)
-    env = dict(os.environ, GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false", PYTHONUNBUFFERED="1")
-    proc = subprocess.run(args, cwd=ROOT, env=env)
+    # dvc.yaml's stages run `python -m ...`: make it this environment's python, however the demo was started.
+    env = dict(os.environ, GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false", PYTHONUNBUFFERED="1",
+               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run(args, cwd=root, env=env)
     if check and proc.returncode != 0:
         raise DemoError(f"{what} failed (exit {proc.returncode}); the output above says why")
     return proc
@@ -56,73 +59,77 @@ def _has_images(folder: Path) -> bool:
     return folder.is_dir() and any(folder.glob("*/*.jpg"))
 
 
-def step_data(params) -> str:
+def step_data(root: Path, params) -> str:
     started = _banner(1, "Data: get data/raw, validate it, track it with DVC")
-    raw = ROOT / "data" / "raw"
+    raw = root / "data" / "raw"
     if _has_images(raw):
         print("      data/raw is already here; validating it")
-        _run(sys.executable, "-m", "ml.data", "validate", "data/raw", what="validating data/raw")
+        _run(root, sys.executable, "-m", "ml.data", "validate", "data/raw", what="validating data/raw")
         source = "existing data/raw"
     else:
         source = params.data.source
         order = [source]
-        if source == "folder" and not (ROOT / params.data.folder).is_dir():
+        if source == "folder" and not (root / params.data.folder).is_dir():
             print(f"      {params.data.folder} does not exist; trying the guide's archive, then synthetic")
             order = ["url", "synthetic"]
         for candidate in order:
-            proc = _run(sys.executable, "-m", "ml.data", "fetch", "--source", candidate,
+            proc = _run(root, sys.executable, "-m", "ml.data", "fetch", "--source", candidate,
                         what=f"fetching from {candidate}", check=candidate == order[-1])
             if proc.returncode == 0:
                 source = candidate
                 break
             print(f"      {candidate} did not work; falling back")
-    _run(_tool("dvc"), "add", "-q", "data/raw", what="dvc add data/raw")
+    _run(root, _tool("dvc"), "add", "-q", "data/raw", what="dvc add data/raw")
     _done(started)
     return source
 
 
-def step_bucket() -> bool:
+def step_bucket(root: Path) -> bool:
     started = _banner(2, "Bucket: emulated GCS bucket on loopback as the DVC remote")
-    status = subprocess.run([sys.executable, "-m", "local.bucket", "status"], cwd=ROOT, capture_output=True)
+    status = subprocess.run([sys.executable, "-m", "local.bucket", "status"], cwd=root, capture_output=True)
     was_running = status.returncode == 0
-    _run(sys.executable, "-m", "local.bucket", "start", what="starting the bucket")
+    _run(root, sys.executable, "-m", "local.bucket", "start", what="starting the bucket")
     _done(started)
     return not was_running
 
 
-def step_pipeline() -> None:
+def step_pipeline(root: Path) -> None:
     started = _banner(3, "Pipeline: dvc repro (prepare -> train -> evaluate; only what changed runs)")
-    _run(_tool("dvc"), "repro", what="dvc repro")
+    _run(root, _tool("dvc"), "repro", what="dvc repro")
     _done(started)
 
 
-def step_push() -> None:
+def step_push(root: Path) -> None:
     started = _banner(4, "Push: data and model to the bucket")
-    _run(_tool("dvc"), "push", what="dvc push")
+    _run(root, _tool("dvc"), "push", what="dvc push")
     _done(started)
 
 
-def _samples(classes: list[str]) -> list[tuple[str, Path]]:
-    """A few real images of different classes, taken from the validation split when it is known."""
-    picks: list[tuple[str, Path]] = []
+def _samples(root: Path, classes: list[str]) -> list[tuple[str, Path]]:
+    """A few validation images (never seen in training) of different classes, from prepare's manifest."""
+    manifest = json.loads((root / "data" / "prepared" / "manifest.json").read_text())
+    by_class: dict[str, list[str]] = {}
+    for relative in manifest["files"]["val"]:
+        by_class.setdefault(relative.split("/")[0], []).append(relative)
     step = max(1, len(classes) // SAMPLES_PER_RUN)
+    picks = []
     for name in classes[::step][:SAMPLES_PER_RUN]:
-        files = sorted((ROOT / "data" / "raw" / name).glob("*.jpg"))
+        files = by_class.get(name, [])
         if files:
-            picks.append((name, files[len(files) // 2]))
+            picks.append((name, root / "data" / "raw" / files[len(files) // 2]))
     return picks
 
 
-def step_serve() -> list[dict]:
+def step_serve(root: Path) -> list[dict]:
     started = _banner(5, "Serve: package the model for BentoML, start the service, ask it")
-    _run(sys.executable, "-m", "serving.package", "--if-needed", what="packaging the model")
-    meta = json.loads((ROOT / "model" / "meta.json").read_text())
+    _run(root, sys.executable, "-m", "serving.package", "--if-needed", what="packaging the model")
+    meta = json.loads((root / "model" / "meta.json").read_text())
     results = []
     try:
-        with running_server(cwd=ROOT) as server:
+        with running_server(cwd=root, log_path=root / ".orbit" / "logs" / "demo-serve.log") as server:
             print(f"      service ready at {server.url} after {server.ready_after:.1f} s")
-            print(f"      {'image':<28} {'truth':<9} {'answer':<9} {'p':>6}")
-            for truth, path in _samples(meta["classes"]):
+            print(f"      {'validation image':<28} {'truth':<9} {'answer':<9} {'p':>6}")
+            for truth, path in _samples(root, meta["classes"]):
                 answer = server.predict(path)
                 p = answer["probabilities"][answer["prediction"]]
                 mark = "ok" if answer["prediction"] == truth else "WRONG"
@@ -135,9 +142,9 @@ def step_serve() -> list[dict]:
     return results
 
 
-def summary(source: str, results: list[dict], elapsed: float) -> None:
+def summary(root: Path, source: str, results: list[dict], elapsed: float) -> None:
     print(f"\n\033[1m[6/{STEPS}] Summary\033[0m")
-    metrics_path = ROOT / "evaluation" / "metrics.json"
+    metrics_path = root / "evaluation" / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     right = sum(r["prediction"] == r["truth"] for r in results)
     lines = [
@@ -156,17 +163,20 @@ def summary(source: str, results: list[dict], elapsed: float) -> None:
     print("\n".join("      " + line for line in lines))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=PACKAGE_ROOT, help="the orbit checkout to run in")
+    root = parser.parse_args(argv).repo.resolve()
     began = time.monotonic()
     print("\033[1morbit demo\033[0m: the whole loop on this machine, no cloud account needed")
     started_bucket = False
     try:
-        params = load_params(ROOT / "params.yaml")
-        source = step_data(params)
-        started_bucket = step_bucket()
-        step_pipeline()
-        step_push()
-        results = step_serve()
+        params = load_params(root / "params.yaml")
+        source = step_data(root, params)
+        started_bucket = step_bucket(root)
+        step_pipeline(root)
+        step_push(root)
+        results = step_serve(root)
     except (DemoError, ParamsError) as exc:
         print(f"\n\033[31mdemo stopped:\033[0m {exc}", file=sys.stderr)
         return 1
@@ -175,8 +185,8 @@ def main() -> int:
         return 130
     finally:
         if started_bucket:
-            subprocess.run([sys.executable, "-m", "local.bucket", "stop"], cwd=ROOT)
-    summary(source, results, time.monotonic() - began)
+            subprocess.run([sys.executable, "-m", "local.bucket", "stop"], cwd=root)
+    summary(root, source, results, time.monotonic() - began)
     return 0
 
 
