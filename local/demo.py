@@ -42,8 +42,12 @@ def _done(started: float, what: str = "done") -> None:
 def _run(root: Path, *args: str, what: str, check: bool = True) -> subprocess.CompletedProcess:
     print(f"      $ {' '.join(args)}", flush=True)
     # dvc.yaml's stages run `python -m ...`: make it this environment's python, however the demo was started.
-    env = dict(os.environ, GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false", PYTHONUNBUFFERED="1",
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(
+        os.environ,
+        GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false",
+        PYTHONUNBUFFERED="1",
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     proc = subprocess.run(args, cwd=root, env=env)
     if check and proc.returncode != 0:
         raise DemoError(f"{what} failed (exit {proc.returncode}); the output above says why")
@@ -73,8 +77,17 @@ def step_data(root: Path, params) -> str:
             print(f"      {params.data.folder} does not exist; trying the guide's archive, then synthetic")
             order = ["url", "synthetic"]
         for candidate in order:
-            proc = _run(root, sys.executable, "-m", "ml.data", "fetch", "--source", candidate,
-                        what=f"fetching from {candidate}", check=candidate == order[-1])
+            proc = _run(
+                root,
+                sys.executable,
+                "-m",
+                "ml.data",
+                "fetch",
+                "--source",
+                candidate,
+                what=f"fetching from {candidate}",
+                check=candidate == order[-1],
+            )
             if proc.returncode == 0:
                 source = candidate
                 break

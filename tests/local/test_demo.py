@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,8 +17,10 @@ pytestmark = pytest.mark.slow
 def _git_env(tmp_path):
     return {
         **os.environ,
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
         "BENTOML_HOME": str(tmp_path / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
         "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
@@ -29,7 +32,7 @@ def checkout(tmp_path):
     repo = tmp_path / "orbit"
     repo.mkdir()
     env = _git_env(tmp_path)
-    dvc = str(REPO_ROOT / ".venv" / "bin" / "dvc") if (REPO_ROOT / ".venv" / "bin" / "dvc").exists() else "dvc"
+    dvc = str(Path(sys.executable).with_name("dvc"))
     for command in (
         ["git", "init", "-q"],
         [dvc, "init", "-q"],
@@ -50,7 +53,11 @@ def checkout(tmp_path):
 def _demo(repo, env):
     return subprocess.run(
         [sys.executable, "-m", "local.demo", "--repo", str(repo)],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=600,
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -59,7 +66,14 @@ def test_demo_runs_the_whole_loop_and_leaves_nothing_running(checkout):
     first = _demo(repo, env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     out = first.stdout
-    for step in ("[1/6] Data", "[2/6] Bucket", "[3/6] Pipeline", "[4/6] Push", "[5/6] Serve", "[6/6] Summary"):
+    for step in (
+        "[1/6] Data",
+        "[2/6] Bucket",
+        "[3/6] Pipeline",
+        "[4/6] Push",
+        "[5/6] Serve",
+        "[6/6] Summary",
+    ):
         assert step in out
     assert "validation image" in out and "server stopped" in out
     assert "evaluation/report.html" in out
@@ -68,8 +82,8 @@ def test_demo_runs_the_whole_loop_and_leaves_nothing_running(checkout):
     pushed = [p for p in (repo / ".orbit" / "bucket").rglob("*") if p.is_file()]
     assert len(pushed) >= 100, "data and model must have been pushed to the emulated bucket"
     assert not (repo / ".orbit" / "bucket.json").exists(), "the demo stops the bucket it started"
-    assert "endpointurl" not in (repo / ".dvc" / "config.local").read_text() if (
-        repo / ".dvc" / "config.local").exists() else True
+    config_local = repo / ".dvc" / "config.local"
+    assert not config_local.exists() or "endpointurl" not in config_local.read_text()
 
     second = _demo(repo, env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
