@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 import numpy as np  # noqa: E402
+from cpus import pin_to_target_cpus  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from local.server import running_server  # noqa: E402
 
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=200, help="distinct images to send")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.levels.split(",")]
+    log(f"==> cpus: {pin_to_target_cpus()}")
 
     workdir = Path(tempfile.mkdtemp(prefix="orbit-bench-serve-"))
     try:

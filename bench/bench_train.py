@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from cpus import pin_to_target_cpus  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("ORBIT_REAL_DATA", REPO.parent / "shared" / "data" / "planets" / "raw"))
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of <Class>/*.jpg")
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspaces")
     args = parser.parse_args(argv)
+    cpus = pin_to_target_cpus()
     if not (args.data.is_dir() and any(args.data.iterdir())):
         print(f"bench-train: the real data is not at {args.data}.\n  Put the 10 class folders there, or pass "
               "--data DIR / set ORBIT_REAL_DATA (synthetic data says nothing about the real model).",
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="orbit-bench-train-"))
     load_before = os.getloadavg()
     print(f"bench-train: {len(args.seeds)} seeds on {args.data.name}/ with params.yaml, "
-          f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f}")
+          f"{cpus}, load average {load_before[0]:.1f}")
     results = {}
     try:
         for seed in args.seeds:
@@ -148,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  no-op dvc repro   {_join(noop, 2)} s (median {median_noop:.2f})   "
           f"target <= {TARGET_NOOP_S:.0f} s: {_verdict(median_noop <= TARGET_NOOP_S)}")
     load_after = os.getloadavg()
-    busy = max(load_before[0], load_after[0]) > (os.cpu_count() or 1)
-    note = f" (above {os.cpu_count()} CPUs: other work shared the cores, wall times are inflated)"
+    n_cpus = len(os.sched_getaffinity(0))
+    busy = max(load_before[0], load_after[0]) > n_cpus
+    note = f" (above {n_cpus} CPUs: other work shared the cores, wall times are inflated)"
     print(f"  load average      {load_before[0]:.1f} before, {load_after[0]:.1f} after{note if busy else ''}")
     return 0
 

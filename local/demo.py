@@ -63,35 +63,16 @@ def _has_images(folder: Path) -> bool:
     return folder.is_dir() and any(folder.glob("*/*.jpg"))
 
 
-def step_data(root: Path, params) -> str:
+def step_data(root: Path) -> str:
     started = _banner(1, "Data: get data/raw, validate it, track it with DVC")
-    raw = root / "data" / "raw"
-    if _has_images(raw):
+    if _has_images(root / "data" / "raw"):
         print("      data/raw is already here; validating it")
         _run(root, sys.executable, "-m", "ml.data", "validate", "data/raw", what="validating data/raw")
-        source = "existing data/raw"
+        source = "the existing data/raw"
     else:
-        source = params.data.source
-        order = [source]
-        if source == "folder" and not (root / params.data.folder).is_dir():
-            print(f"      {params.data.folder} does not exist; trying the guide's archive, then synthetic")
-            order = ["url", "synthetic"]
-        for candidate in order:
-            proc = _run(
-                root,
-                sys.executable,
-                "-m",
-                "ml.data",
-                "fetch",
-                "--source",
-                candidate,
-                what=f"fetching from {candidate}",
-                check=candidate == order[-1],
-            )
-            if proc.returncode == 0:
-                source = candidate
-                break
-            print(f"      {candidate} did not work; falling back")
+        # ml.data falls back from a missing data.folder to the guide's archive, then to synthetic renders.
+        _run(root, sys.executable, "-m", "ml.data", "fetch", what="fetching the data")
+        source = "fetched into data/raw"
     _run(root, _tool("dvc"), "add", "-q", "data/raw", what="dvc add data/raw")
     _done(started)
     return source
@@ -184,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\033[1morbit demo\033[0m: the whole loop on this machine, no cloud account needed")
     started_bucket = False
     try:
-        params = load_params(root / "params.yaml")
-        source = step_data(root, params)
+        load_params(root / "params.yaml")  # a wrong value fails here, before any step runs
+        source = step_data(root)
         started_bucket = step_bucket(root)
         step_pipeline(root)
         step_push(root)

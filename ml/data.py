@@ -441,9 +441,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         print(f"{out} already holds {report.total} images in {len(report.counts)} classes; kept it")
         return 0
     started = time.monotonic()
-    report = fetch(
-        source,
-        out,
+    options = dict(
         folder=args.folder or data.folder,
         url=args.url or data.url,
         per_class=data.synthetic_per_class if args.per_class is None else args.per_class,
@@ -451,6 +449,22 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         seed=data.synthetic_seed if args.seed is None else args.seed,
         quarantine_dir=args.quarantine,
     )
+    # The default source is a folder that exists on some machines only: without an explicit --source, a
+    # missing folder falls back to the guide's archive, and a failed download to synthetic renders. A folder
+    # that exists but holds bad files is an error to fix, never a reason to fetch something else.
+    fallbacks: list[str] = []
+    if args.source is None and source == "folder" and not Path(options["folder"]).is_dir():
+        print(f"data.folder {options['folder']} does not exist here; trying the guide's archive (data.url)")
+        source, fallbacks = "url", ["synthetic"]
+    while True:
+        try:
+            report = fetch(source, out, **options)
+            break
+        except DataError as exc:
+            if not fallbacks:
+                raise
+            print(f"source '{source}' failed: {exc}\nfalling back to '{fallbacks[0]}'")
+            source = fallbacks.pop(0)
     print(report.table())
     _print_quarantine(report)
     print(

@@ -15,11 +15,13 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ml.classes import CLASSES
 from ml.params import DEFAULT_PARAMS_PATH, ParamsError, PrepareParams, load_params
 from ml.preprocess import InvalidImageError, PreprocessConfig, preprocess
 
@@ -132,16 +134,39 @@ def preprocess_all(paths: list[Path], config: PreprocessConfig, *, log=print) ->
     return out
 
 
+def check_classes(found: Sequence[str], expected: Sequence[str], raw_dir: Path) -> None:
+    """Refuse to train when the class folders are not the expected ones: an extra folder would silently
+    become an extra class, a missing one would silently shrink the model."""
+    unexpected = sorted(set(found) - set(expected))
+    missing = sorted(set(expected) - set(found))
+    if unexpected or missing:
+        parts = [f"unexpected: {', '.join(unexpected)}"] * bool(unexpected)
+        parts += [f"missing: {', '.join(missing)}"] * bool(missing)
+        raise PrepareError(
+            f"the class folders in {raw_dir} are not the expected ones ({'; '.join(parts)}). "
+            f"Expected {', '.join(expected)}. `python -m ml.data validate {raw_dir}` shows every problem."
+        )
+
+
 def prepare(
-    params: PrepareParams, raw_dir: Path = RAW_DIR, out_dir: Path = PREPARED_DIR, *, log=print
+    params: PrepareParams,
+    raw_dir: Path = RAW_DIR,
+    out_dir: Path = PREPARED_DIR,
+    *,
+    expected_classes: Sequence[str] | None = None,
+    log=print,
 ) -> dict:
     """Write the two splits and the manifest; return the manifest."""
     inventory = list_images(raw_dir)
+    if expected_classes is not None:
+        check_classes(inventory.classes, expected_classes, raw_dir)
     classes, paths, labels = inventory.classes, inventory.paths, inventory.labels
     train_idx, val_idx = split_indices(labels, params.split, params.seed)
     config = params.preprocess
-    log(f"prepare: {len(paths)} images, {len(classes)} classes -> {config.image_size}x{config.image_size} "
-        f"{config.color_mode}")
+    log(
+        f"prepare: {len(paths)} images, {len(classes)} classes -> {config.image_size}x{config.image_size} "
+        f"{config.color_mode}"
+    )
     if inventory.skipped:
         names = ", ".join(p.relative_to(raw_dir).as_posix() for p in inventory.skipped)
         log(f"  skipped {len(inventory.skipped)} file(s) without an image suffix: {names}")
@@ -178,8 +203,9 @@ def load_split(name: str, prepared_dir: Path = PREPARED_DIR) -> Split:
     manifest = read_manifest(prepared_dir)
     with np.load(prepared_dir / f"{name}.npz") as data:
         x, y = decode_pixels(data["x"]), data["y"]
-    return Split(x, y, manifest["files"][name], manifest["classes"],
-                 PreprocessConfig.from_dict(manifest["preprocess"]))
+    return Split(
+        x, y, manifest["files"][name], manifest["classes"], PreprocessConfig.from_dict(manifest["preprocess"])
+    )
 
 
 def _summary(manifest: dict) -> str:
@@ -202,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params).prepare
         start = time.perf_counter()
-        manifest = prepare(params, args.raw, args.out)
+        manifest = prepare(params, args.raw, args.out, expected_classes=CLASSES)
     except (ParamsError, PrepareError) as exc:
         print(f"prepare: error: {exc}", file=sys.stderr)
         return 2

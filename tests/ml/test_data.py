@@ -396,3 +396,28 @@ def test_cli_reports_bad_params_and_missing_folder(tmp_path, capsys):
     args = ["fetch", "--source", "folder", "--folder", str(tmp_path / "none"), "--out", str(tmp_path / "raw")]
     assert data.main([*args, "--params", str(REPO_ROOT / "params.yaml")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_missing_default_folder_falls_back_to_archive_then_synthetic(tmp_path, http_server, capsys):
+    base, _ = http_server
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"data:\n  source: folder\n  folder: {tmp_path / 'absent'}\n  url: {base}/missing.zip\n"
+        "  synthetic_per_class: 2\n  synthetic_size: 32\n"
+    )
+    out = tmp_path / "raw"
+    assert data.main(["fetch", "--params", str(params), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "does not exist here; trying the guide's archive" in printed
+    assert "source 'url' failed" in printed and "falling back to 'synthetic'" in printed
+    assert "20 images in 10 classes from source 'synthetic'" in printed
+
+
+def test_cli_existing_folder_with_bad_files_does_not_fall_back(dataset, tmp_path, capsys):
+    (dataset / "Mars" / "broken.jpg").write_bytes(b"not a jpeg")
+    params = tmp_path / "params.yaml"
+    params.write_text(f"data:\n  source: folder\n  folder: {dataset}\n  url: http://127.0.0.1:9/never.zip\n")
+    assert data.main(["fetch", "--params", str(params), "--out", str(tmp_path / "raw")]) == 1
+    captured = capsys.readouterr()
+    assert "broken.jpg" in captured.err and "falling back" not in captured.out
+    assert not (tmp_path / "raw").exists()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ml import prepare as prep
+from ml.classes import CLASSES as ALL_CLASSES
 from ml.params import parse_params
 from ml.preprocess import preprocess
 from ml.synthetic import generate_dataset
@@ -116,3 +117,14 @@ def test_cli_rejects_bad_params_before_reading_data(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "prepare.split" in err and "make data" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_class_folders_other_than_the_expected_ones_stop_the_stage(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    generate_dataset(raw, per_class=2, size=24, classes=ALL_CLASSES)
+    (raw / "Venus").rename(raw / "Ceres")
+    argv = ["--raw", str(raw), "--out", str(tmp_path / "out")]
+    assert prep.main(argv) == 2
+    message = capsys.readouterr().err
+    assert "unexpected: Ceres" in message and "missing: Venus" in message
+    assert not (tmp_path / "out").exists()
