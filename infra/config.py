@@ -98,8 +98,10 @@ KEYS: dict[str, Key] = {
            False),
         _k("orbit:releaseChannel", "GKE release channel: RAPID, REGULAR, STABLE or EXTENDED", "STABLE",
            "REGULAR"),
-        _k("orbit:masterAuthorizedNetworks", "CIDRs allowed to reach the control plane (empty: any, "
-           "IAM still required)", "203.0.113.0/24", [], kind="list"),
+        _k("orbit:controlPlaneDnsAccess", "reach the control plane at its DNS endpoint, where Google IAM "
+           "checks every request (works from anywhere, GitHub-hosted runners included)", "true", True),
+        _k("orbit:masterAuthorizedNetworks", "CIDRs allowed to reach the control plane's external IP "
+           "endpoint (empty: none; the DNS endpoint is not affected)", "203.0.113.0/24", [], kind="list"),
         _k("orbit:servingMachineType", "machine type of the serving node pool", "e2-standard-4",
            "e2-standard-2"),
         _k("orbit:servingMinNodes", "serving pool minimum nodes (whole cluster)", "2", 1),
@@ -146,12 +148,12 @@ KEYS: dict[str, Key] = {
         _k("orbit:registryKeepCount", "keep this many most recent image versions", "20", 10),
         _k("orbit:registryUntaggedDays", "delete untagged images older than this many days", "14", 7),
         _k("orbit:registryImmutableTags", "forbid moving an image tag once pushed", "false", True),
-        _k("orbit:serviceEnabled", "deploy the model service (false until the first image is pushed)",
-           "false", True),
+        _k("orbit:serviceEnabled", "deploy the model service (false until the first image is pushed; "
+           "CI's deploy sets it true with the image tag)", "true", False),
         _k("orbit:serviceImageName", "image name of the BentoML service in the registry", "planet-classifier",
            "planet-classifier"),
         _k("orbit:serviceImageTag", "image tag to deploy (never `latest`), e.g. the git SHA CI pushed",
-           "3f2c1ab"),
+           "3f2c1ab", None),
         _k("orbit:serviceMinReplicas", "HPA minimum replicas", "2", 1),
         _k("orbit:serviceMaxReplicas", "HPA maximum replicas", "6", 3),
         _k("orbit:serviceTargetCpu", "HPA target CPU utilisation, percent", "60", 70),
@@ -216,6 +218,7 @@ class GpuConfig:
 class ClusterConfig:
     regional: bool
     release_channel: str
+    dns_access: bool
     authorized_networks: tuple[str, ...]
     disk_size_gb: int
     serving: NodePoolConfig
@@ -590,10 +593,20 @@ def _cluster(r: _Reader, regional: bool) -> ClusterConfig:
         max_nodes=r.int("orbit:gpuMaxNodes", 1, 16),
         driver_version=r.choice("orbit:gpuDriverVersion", ("DEFAULT", "LATEST")),
     )
+    dns_access = r.bool("orbit:controlPlaneDnsAccess")
+    authorized_networks = r.cidrs("orbit:masterAuthorizedNetworks")
+    if dns_access is False and not authorized_networks:
+        r.problem("orbit:controlPlaneDnsAccess", "false with no orbit:masterAuthorizedNetworks leaves the "
+                  "control plane unreachable for `pulumi up` and kubectl: keep the DNS endpoint, or list the "
+                  "CIDRs that may reach the IP endpoint")
+    if any(ipaddress.ip_network(cidr).prefixlen == 0 for cidr in authorized_networks):
+        r.problem("orbit:masterAuthorizedNetworks", "0.0.0.0/0 opens the control plane's IP endpoint to the "
+                  "whole internet: list your own ranges, or rely on the IAM-checked DNS endpoint")
     return ClusterConfig(
         regional=regional,
         release_channel=r.choice("orbit:releaseChannel", ("RAPID", "REGULAR", "STABLE", "EXTENDED")),
-        authorized_networks=r.cidrs("orbit:masterAuthorizedNetworks"),
+        dns_access=dns_access,
+        authorized_networks=authorized_networks,
         disk_size_gb=r.int("orbit:nodeDiskSizeGb", 20, 2000),
         serving=serving, ci=ci, gpu=gpu,
     )
@@ -637,12 +650,14 @@ def _check_pinned_image(r: _Reader, key: str, image: str) -> None:
 
 def _service(r: _Reader) -> ServiceConfig:
     enabled = r.bool("orbit:serviceEnabled")
-    tag = r.values.get("orbit:serviceImageTag")
-    if enabled or tag is not None:
-        tag = r.str("orbit:serviceImageTag", _DOCKER_TAG_RE, "a Docker tag")
-        if isinstance(tag, str) and tag.lower() == "latest":
-            r.problem("orbit:serviceImageTag", "'latest' is a moving tag: deploy an immutable tag such as "
-                      "the git SHA CI pushed")
+    tag = r.str("orbit:serviceImageTag", _DOCKER_TAG_RE, "a Docker tag")
+    if isinstance(tag, str) and tag.lower() == "latest":
+        r.problem("orbit:serviceImageTag", "'latest' is a moving tag: deploy an immutable tag such as "
+                  "the git SHA CI pushed")
+    elif tag is None and enabled:
+        # The first `up` runs without the service; CI's deploy passes both keys once an image exists.
+        r.problem("orbit:serviceImageTag", "missing: the image tag to deploy, needed while "
+                  "orbit:serviceEnabled is true (no image pushed yet? set orbit:serviceEnabled false)")
     image_name = r.str("orbit:serviceImageName", _IMAGE_NAME_RE, "an image name")
     min_replicas = r.int("orbit:serviceMinReplicas", 1, 100)
     max_replicas = r.int("orbit:serviceMaxReplicas", 1, 100)

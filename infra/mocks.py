@@ -1,7 +1,7 @@
 """Pulumi's unit-test mocks for the whole program, shared by the tests and `make plan`.
 
 No cloud is asked: the mocks return each resource's inputs plus the few computed outputs the program reads
-(a cluster's endpoint, a service account's email, a load balancer's IP), using documentation-only IP ranges
+(a cluster's endpoints, a service account's email, a load balancer's IP), using documentation-only IP ranges
 and a fake project number. The monitor records every registration (type, name, parent, inputs, options) so
 tests and the plan can inspect exactly what `pulumi up` would ask for.
 """
@@ -23,6 +23,7 @@ from infra.config import KEYS, PROJECT_NAME, REPO_ROOT, StackConfig, parse, read
 FAKE_PROJECT_NUMBER = "123456789012"
 FAKE_ENDPOINT = "192.0.2.10"  # TEST-NET-1
 FAKE_LB_IP = "198.51.100.7"  # TEST-NET-2
+FAKE_DNS_ENDPOINT = "gke-0123456789abcdef0123456789abcdef-123456789012.europe-west1.gke.goog"
 FAKE_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n").decode()
 FAKE_PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nbW9jaw==\n-----END RSA PRIVATE KEY-----\n"
 
@@ -110,8 +111,12 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
                         f"{inputs['workloadIdentityPoolId']}/providers/{inputs['workloadIdentityPoolProviderId']}",
                 "state": "ACTIVE"}
     if typ == "gcp:container/cluster:Cluster":
+        endpoints = inputs.get("controlPlaneEndpointsConfig") or {}
         return {"endpoint": FAKE_ENDPOINT,
-                "masterAuth": {**inputs.get("masterAuth", {}), "clusterCaCertificate": FAKE_CA}}
+                "masterAuth": {**inputs.get("masterAuth", {}), "clusterCaCertificate": FAKE_CA},
+                # GKE gives every cluster a DNS endpoint, whether or not it admits external traffic.
+                "controlPlaneEndpointsConfig": {**endpoints, "dnsEndpointConfig": {
+                    **(endpoints.get("dnsEndpointConfig") or {}), "endpoint": FAKE_DNS_ENDPOINT}}}
     if typ == "gcp:storage/bucket:Bucket":
         return {"url": f"gs://{inputs['name']}", "selfLink": f"https://www.googleapis.com/storage/v1/b/{inputs['name']}"}
     if typ == "random:index/randomId:RandomId":

@@ -66,23 +66,21 @@ class GkeCluster(pulumi.ComponentResource):
             node_config=_default_pool_config(cfg, self.node_account.email),
             private_cluster_config=gcp.container.ClusterPrivateClusterConfigArgs(
                 enable_private_nodes=True,
-                # The endpoint stays reachable for `pulumi up` and kubectl, behind IAM (and the authorized
-                # networks when configured).
+                # The external IP endpoint exists, but only the authorized networks below may reach it.
                 enable_private_endpoint=False,
                 master_ipv4_cidr_block=MASTER_CIDR,
             ),
-            master_authorized_networks_config=(
-                gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
-                    cidr_blocks=[
-                        gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
-                            cidr_block=cidr, display_name=f"authorized-{i}"
-                        )
-                        for i, cidr in enumerate(c.authorized_networks)
-                    ],
-                    gcp_public_cidrs_access_enabled=False,
-                )
-                if c.authorized_networks
-                else None
+            control_plane_endpoints_config=control_plane_endpoints(c.dns_access),
+            # Always on: an empty list admits no external address at all (the nodes keep their private path),
+            # and no Compute Engine public IP of any Google customer gets through either.
+            master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
+                cidr_blocks=[
+                    gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
+                        cidr_block=cidr, display_name=f"authorized-{i}"
+                    )
+                    for i, cidr in enumerate(c.authorized_networks)
+                ],
+                gcp_public_cidrs_access_enabled=False,
             ),
             master_auth=gcp.container.ClusterMasterAuthArgs(
                 client_certificate_config=gcp.container.ClusterMasterAuthClientCertificateConfigArgs(
@@ -136,14 +134,18 @@ class GkeCluster(pulumi.ComponentResource):
         self.cluster_name = self.cluster.name
         self.location = self.cluster.location
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(self.cluster.name, self.cluster.endpoint, self.cluster.master_auth).apply(
-                lambda a: kubeconfig(a[0], a[1], field(a[2], "cluster_ca_certificate"))
+            pulumi.Output.all(self.cluster.name, self.cluster.endpoint, self.cluster.master_auth,
+                              self.cluster.control_plane_endpoints_config).apply(
+                lambda a: kubeconfig_for(a[0], a[1], a[2], a[3], dns=c.dns_access)
             )
         )
         # Kubernetes resources wait for the serving pool: without nodes, Helm and Deployment awaits time out.
         self.provider = k8s.Provider(
             "gke",
             kubeconfig=self.kubeconfig,
+            # Replace the provider (and so every Kubernetes object) only when the cluster itself changes, not
+            # when its kubeconfig does (orbit:controlPlaneDnsAccess switches the server it points at).
+            cluster_identifier=f"{cfg.project}/{cfg.location}/{cfg.name('cluster')}",
             # A dev cluster deleted out of band must not block `pulumi destroy` of what ran on it.
             delete_unreachable=not cfg.protect,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.serving_pool, self.ci_pool]),
@@ -221,6 +223,32 @@ def _pool_config(cfg: StackConfig, service_account: pulumi.Input[str], role: str
     )
 
 
+def control_plane_endpoints(dns_access: bool) -> gcp.container.ClusterControlPlaneEndpointsConfigArgs:
+    """The DNS endpoint admits callers by Google IAM (`container.clusters.connect`), not by source address.
+
+    That is what lets GitHub-hosted runners, whose addresses are not fixed, run `pulumi up` without opening
+    the IP endpoint to the internet. With it off, only `orbit:masterAuthorizedNetworks` reach the cluster.
+    """
+    return gcp.container.ClusterControlPlaneEndpointsConfigArgs(
+        dns_endpoint_config=gcp.container.ClusterControlPlaneEndpointsConfigDnsEndpointConfigArgs(
+            allow_external_traffic=dns_access,
+        ),
+    )
+
+
+def kubeconfig_for(name: str, ip_endpoint: str, master_auth: Any, endpoints: Any, dns: bool) -> str:
+    """The provider's kubeconfig: the DNS endpoint when enabled (its certificate is publicly trusted, so no CA
+    is pinned), else the IP endpoint with the cluster's own CA."""
+    if dns:
+        host = field(field(endpoints, "dns_endpoint_config"), "endpoint")
+        if not host:
+            raise pulumi.RunError("the cluster reports no DNS endpoint although orbit:controlPlaneDnsAccess "
+                                  "is true; check the cluster in the console, or set it false and list "
+                                  "orbit:masterAuthorizedNetworks")
+        return kubeconfig(name, host, None)
+    return kubeconfig(name, ip_endpoint, field(master_auth, "cluster_ca_certificate"))
+
+
 def field(value: Any, name: str) -> Any:
     """A property of a resolved output object, whichever form the SDK resolved it to (typed or dict)."""
     if isinstance(getattr(type(value), name, None), property):
@@ -231,7 +259,7 @@ def field(value: Any, name: str) -> Any:
     return getattr(value, name, None)
 
 
-def kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:
+def kubeconfig(name: str, endpoint: str, ca_certificate: str | None) -> str:
     """A kubeconfig that authenticates through gke-gcloud-auth-plugin: short-lived tokens, no static keys."""
     user = {
         "exec": {
@@ -244,8 +272,8 @@ def kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": f"https://{endpoint}",
-                                                "certificate-authority-data": ca_certificate}}],
+        "clusters": [{"name": name, "cluster": {"server": f"https://{endpoint}"} | (
+            {"certificate-authority-data": ca_certificate} if ca_certificate else {})}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
         "current-context": name,
         "users": [{"name": name, "user": user}],

@@ -451,6 +451,28 @@ def check_private_nodes(resource_type: str, props: Props) -> Iterator[str]:
             yield f"{where} sets networkConfig.enablePrivateNodes=false: its nodes get public IPs."
 
 
+def check_control_plane_access(_: str, props: Props) -> Iterator[str]:
+    """The IP endpoint must not take connections from any address; the DNS endpoint is gated by IAM."""
+    if _get(props, "controlPlaneEndpointsConfig", "ipEndpointsConfig", "enabled") is False:
+        return  # no IP endpoint at all
+    if _get(props, "privateClusterConfig", "enablePrivateEndpoint") is True:
+        return  # the IP endpoint is internal to the VPC
+    networks = _get(props, "masterAuthorizedNetworksConfig")
+    if not isinstance(networks, Mapping):
+        yield ("the control plane's external IP endpoint accepts connections from any address: set "
+               "master_authorized_networks_config (an empty cidr_blocks list admits no one) and reach the "
+               "cluster at its IAM-checked DNS endpoint instead.")
+        return
+    for block in _items(networks.get("cidrBlocks")):
+        cidr = str(_get(block, "cidrBlock") or "")
+        if cidr.endswith("/0"):
+            yield (f"authorized network {cidr} admits the whole internet to the control plane's IP endpoint: "
+                   "list your own ranges, or rely on the IAM-checked DNS endpoint.")
+    if networks.get("gcpPublicCidrsAccessEnabled") is True:
+        yield ("gcpPublicCidrsAccessEnabled admits every Compute Engine public IP (any Google Cloud "
+               "customer's VM) to the control plane's IP endpoint: set it to false.")
+
+
 def check_workload_identity(_: str, props: Props) -> Iterator[str]:
     pool = _get(props, "workloadIdentityConfig", "workloadPool")
     if not isinstance(pool, str) or not pool.endswith(".svc.id.goog"):
@@ -678,6 +700,8 @@ RULES: list[ResourceValidationPolicy] = [
           "No firewall opens SSH or RDP to the whole internet.", Severity.CRITICAL),
     # GKE cluster and node pools.
     _rule("gke-private-nodes", _gke, check_private_nodes, "GKE nodes have no public IP addresses."),
+    _rule("gke-control-plane-restricted", {CLUSTER}, check_control_plane_access,
+          "The GKE control plane's IP endpoint is closed to the internet (authorized networks or private)."),
     _rule("gke-workload-identity", {CLUSTER}, check_workload_identity,
           "GKE clusters have Workload Identity on: pods get their own Google identity."),
     _rule("gke-shielded-nodes", _gke, check_shielded_nodes, "GKE nodes are shielded VMs.", Severity.MEDIUM),

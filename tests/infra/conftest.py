@@ -1,7 +1,10 @@
 """The Pulumi runtime points at orbit's mocks once, before any program code runs.
 
-The whole program runs once per committed stack file (dev, prod) per session; tests read what it registered
-or apply its Outputs under `@pulumi.runtime.test`. Mocks run with preview=False, so every `apply` executes.
+The whole program runs once per committed stack file (dev, prod) and session, in two states:
+`dev_run`/`prod_run` (and `stack_run`, both of them) as CI's deploy runs it, with the model service enabled
+at an image tag; `first_up_run` from the stack file alone, as the very first `pulumi up` sees it. Tests apply
+on the Outputs of what the program built under `@pulumi.runtime.test`; the mocks run with preview=False, so
+every `apply` executes.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import pytest
 
 from infra import mocks
 from infra.mocks import MockRun
+from tests.infra.support import RELEASED
 
 MONITOR = mocks.install("dev")
 
@@ -28,29 +32,35 @@ def monitor() -> mocks.RecordingMonitor:
 
 @pytest.fixture(scope="session")
 def dev_run() -> MockRun:
-    return mocks.run(mocks.stack_config("dev"))
+    return mocks.run(mocks.stack_config("dev", RELEASED))
 
 
 @pytest.fixture(scope="session")
 def prod_run() -> MockRun:
-    return mocks.run(mocks.stack_config("prod"))
+    return mocks.run(mocks.stack_config("prod", RELEASED))
 
 
 @pytest.fixture(scope="session", params=STACKS)
 def stack_run(request: pytest.FixtureRequest) -> MockRun:
-    """Each committed stack (Pulumi.dev.yaml, Pulumi.prod.yaml) run under the mocks."""
+    """Each committed stack (Pulumi.dev.yaml, Pulumi.prod.yaml) with the service released, under the mocks."""
     return request.getfixturevalue(f"{request.param}_run")
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def first_up_run(request: pytest.FixtureRequest) -> MockRun:
+    """Each committed stack file exactly as it is: the first `pulumi up`, before any image exists."""
+    return mocks.run(mocks.stack_config(request.param))
 
 
 @pytest.fixture(scope="session")
 def run_with():
-    """Run the program for a committed stack with some config overridden (validated like the real thing)."""
+    """Run a committed, released stack with some config overridden (validated like the real thing)."""
     cache: dict[tuple, MockRun] = {}
 
     def run(stack: str, overrides: dict) -> MockRun:
         key = (stack, repr(sorted(overrides.items())))
         if key not in cache:
-            cache[key] = mocks.run(mocks.stack_config(stack, overrides))
+            cache[key] = mocks.run(mocks.stack_config(stack, {**RELEASED, **overrides}))
         return cache[key]
 
     return run

@@ -1,8 +1,17 @@
-"""Small readers over a mocked run, shared by the infra tests."""
+"""Small helpers shared by the infra tests.
+
+Property checks apply on the Outputs of the resources the program built (`run.platform`) and return that
+Output, so `@pulumi.runtime.test` awaits it and an assertion inside fails the test. Recorded inputs
+(`props`) are read only for what has no Output: resource options (protect, depends_on, provider,
+ignore_changes) and the exact inputs the policy pack and the Kubernetes schemas receive.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import pulumi
 
 from infra.mocks import MockRun, reveal
 
@@ -26,16 +35,16 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 SECRET = "kubernetes:core/v1:Secret"
 KSA = "kubernetes:core/v1:ServiceAccount"
 
+# What CI's deploy adds to the committed stack file (`pulumi up --config ...`) once an image is pushed.
+RELEASE_TAG = "3f2c1ab"
+RELEASED = {"orbit:serviceEnabled": True, "orbit:serviceImageTag": RELEASE_TAG}
+
+
+def on(check: Callable[..., None], **outputs: Any) -> pulumi.Output:
+    """An Output that calls `check(**resolved values)`; a `@pulumi.runtime.test` returns it to await it."""
+    return pulumi.Output.all(**outputs).apply(lambda values: check(**values))
+
 
 def props(run: MockRun, typ: str, name: str | None = None) -> dict[str, Any]:
-    """The inputs of the one resource of `typ` (named `name`), secrets revealed."""
+    """The recorded inputs of the one resource of `typ` (named `name`), secrets revealed."""
     return reveal(run.one(typ, name).inputs)
-
-
-def component(run: MockRun, typ: str) -> Any:
-    return run.one(typ)
-
-
-def children_of(run: MockRun, component_type: str) -> list:
-    parent = run.one(component_type).urn
-    return [r for r in run.registrations if r.parent == parent]

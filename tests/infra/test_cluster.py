@@ -7,126 +7,198 @@ import json
 import pulumi
 
 from infra.components.cluster import NODE_ROLE
-from infra.mocks import FAKE_CA, FAKE_ENDPOINT, reveal
-from tests.infra.support import ACCOUNT, CLUSTER, NODE_POOL, PROJECT_IAM, REPOSITORY_IAM, props
+from infra.mocks import FAKE_CA, FAKE_DNS_ENDPOINT, FAKE_ENDPOINT
+from tests.infra.support import CLUSTER, NODE_POOL, PROJECT_IAM, on
 
-
-def test_cluster_is_private_shielded_with_workload_identity(stack_run):
-    cfg = stack_run.config
-    c = props(stack_run, CLUSTER)
-    assert c["name"] == "orbit-cluster" and c["project"] == cfg.project
-    assert c["privateClusterConfig"]["enablePrivateNodes"] is True
-    assert c["workloadIdentityConfig"]["workloadPool"] == f"{cfg.project}.svc.id.goog"
-    assert c["enableShieldedNodes"] is True
-    assert c["enableLegacyAbac"] is False
-    assert c["datapathProvider"] == "ADVANCED_DATAPATH"  # Dataplane V2: NetworkPolicy enforced
-    assert c["releaseChannel"]["channel"] == cfg.cluster.release_channel
-    assert c["masterAuth"]["clientCertificateConfig"]["issueClientCertificate"] is False
-    assert c["removeDefaultNodePool"] is True
-    assert c["networkingMode"] == "VPC_NATIVE"
-    assert c["resourceLabels"] == cfg.labels
-    assert c["costManagementConfig"]["enabled"] is True
-
-
-def test_dev_is_zonal_and_destroyable_prod_regional_and_protected(dev_run, prod_run):
-    dev, prod = props(dev_run, CLUSTER), props(prod_run, CLUSTER)
-    assert dev["location"] == "europe-west1-b" and prod["location"] == "europe-west1"
-    assert dev["deletionProtection"] is False and dev_run.one(CLUSTER).protect is False
-    assert prod["deletionProtection"] is True and prod_run.one(CLUSTER).protect is True
-    assert dev_run.outputs["cluster_location"] == "europe-west1-b"
-    assert prod_run.outputs["cluster_location"] == "europe-west1"
-
-
-def test_control_plane_access_follows_authorized_networks(dev_run, prod_run):
-    assert "masterAuthorizedNetworksConfig" not in props(dev_run, CLUSTER)
-    networks = props(prod_run, CLUSTER)["masterAuthorizedNetworksConfig"]
-    assert [b["cidrBlock"] for b in networks["cidrBlocks"]] == ["203.0.113.0/24"]
-    assert networks["gcpPublicCidrsAccessEnabled"] is False
-
-
-def test_nodes_run_as_a_dedicated_minimal_account(stack_run):
-    cfg = stack_run.config
-    email = f"orbit-nodes@{cfg.project}.iam.gserviceaccount.com"
-    assert props(stack_run, ACCOUNT, "nodes")["accountId"] == "orbit-nodes"
-    node_configs = [props(stack_run, CLUSTER)["nodeConfig"]] + [
-        reveal(p.inputs)["nodeConfig"] for p in stack_run.of_type(NODE_POOL)]
-    for config in node_configs:
-        assert config["serviceAccount"] == email
-        assert config["workloadMetadataConfig"]["mode"] == "GKE_METADATA"
-        assert config["shieldedInstanceConfig"] == {"enableSecureBoot": True,
-                                                    "enableIntegrityMonitoring": True}
-        assert config["oauthScopes"] == ["https://www.googleapis.com/auth/cloud-platform"]
-    role = props(stack_run, PROJECT_IAM, "nodes-default-role")
-    assert role == {"project": cfg.project, "role": NODE_ROLE, "member": f"serviceAccount:{email}"}
-    assert stack_run.one(PROJECT_IAM, "nodes-default-role").urn in stack_run.one(CLUSTER).dependencies
-    pull = props(stack_run, REPOSITORY_IAM, "nodes-pull")
-    assert pull["role"] == "roles/artifactregistry.reader" and pull["repository"] == "orbit-images"
-
-
-def test_serving_pool_autoscales_within_config(stack_run):
-    cfg = stack_run.config.cluster
-    pool = props(stack_run, NODE_POOL, "serving")
-    assert pool["nodeConfig"]["machineType"] == cfg.serving.machine_type
-    assert pool["nodeConfig"]["spot"] is cfg.serving.spot
-    assert pool["autoscaling"]["totalMinNodeCount"] == cfg.serving.min_nodes
-    assert pool["autoscaling"]["totalMaxNodeCount"] == cfg.serving.max_nodes
-    assert "taints" not in pool["nodeConfig"]  # system pods and the service schedule here
-    assert pool["management"] == {"autoRepair": True, "autoUpgrade": True}
-    assert pool["upgradeSettings"]["maxUnavailable"] == 0
-    assert pool["nodeConfig"]["resourceLabels"] == stack_run.config.labels
-
-
-def test_ci_pool_is_spot_tainted_and_scales_to_zero(stack_run):
-    cfg = stack_run.config.cluster
-    pool = props(stack_run, NODE_POOL, "ci")
-    assert pool["nodeConfig"]["spot"] is True
-    assert pool["autoscaling"]["totalMinNodeCount"] == 0
-    assert pool["autoscaling"]["totalMaxNodeCount"] == cfg.ci.max_nodes
-    assert pool["initialNodeCount"] == 0
-    assert pool["nodeConfig"]["taints"] == [{"key": "dedicated", "value": "ci", "effect": "NO_SCHEDULE"}]
-
-
-def test_gpu_pool_only_when_enabled(dev_run, prod_run):
-    assert {r.name for r in dev_run.of_type(NODE_POOL)} == {"serving", "ci"}
-    gpu = prod_run.config.cluster.gpu
-    pool = props(prod_run, NODE_POOL, "gpu")
-    assert pool["nodeConfig"]["spot"] is True and pool["nodeConfig"]["machineType"] == gpu.machine_type
-    assert pool["autoscaling"]["totalMinNodeCount"] == 0
-    assert pool["autoscaling"]["totalMaxNodeCount"] == gpu.max_nodes
-    assert pool["nodeConfig"]["guestAccelerators"] == [{
-        "type": "nvidia-l4", "count": gpu.count,
-        "gpuDriverInstallationConfig": {"gpuDriverVersion": gpu.driver_version}}]
-    assert pool["nodeConfig"]["taints"] == [
-        {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+CLOUD_PLATFORM = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
 @pulumi.runtime.test
-def test_kubeconfig_uses_the_cluster_outputs_and_the_auth_plugin(stack_run):
-    cluster = stack_run.platform.cluster
+def test_cluster_is_private_shielded_with_workload_identity(stack_run):
+    cfg = stack_run.config
+    c = stack_run.platform.cluster.cluster
 
+    def check(name, project, private, identity, shielded, abac, datapath, channel, auth, remove_default,
+              networking, labels, cost):
+        assert name == "orbit-cluster" and project == cfg.project
+        assert private["enable_private_nodes"] is True
+        assert identity == {"workload_pool": f"{cfg.project}.svc.id.goog"}
+        assert shielded is True and abac is False
+        assert datapath == "ADVANCED_DATAPATH"  # Dataplane V2: NetworkPolicy enforced
+        assert channel == {"channel": cfg.cluster.release_channel}
+        assert auth["client_certificate_config"] == {"issue_client_certificate": False}
+        assert remove_default is True and networking == "VPC_NATIVE"
+        assert labels == cfg.labels
+        assert cost == {"enabled": True}
+
+    return on(check, name=c.name, project=c.project, private=c.private_cluster_config,
+              identity=c.workload_identity_config, shielded=c.enable_shielded_nodes,
+              abac=c.enable_legacy_abac, datapath=c.datapath_provider, channel=c.release_channel,
+              auth=c.master_auth, remove_default=c.remove_default_node_pool, networking=c.networking_mode,
+              labels=c.resource_labels, cost=c.cost_management_config)
+
+
+@pulumi.runtime.test
+def test_dev_is_zonal_and_destroyable_prod_regional_and_protected(dev_run, prod_run):
+    # `protect` is a resource option, not an Output: only the recorded registration has it.
+    assert dev_run.one(CLUSTER).protect is False and prod_run.one(CLUSTER).protect is True
+    dev, prod = dev_run.platform.cluster, prod_run.platform.cluster
+
+    def check(dev_location, dev_protection, prod_location, prod_protection):
+        assert (dev_location, dev_protection) == ("europe-west1-b", False)
+        assert (prod_location, prod_protection) == ("europe-west1", True)
+        assert dev_run.outputs["cluster_location"] == dev_location
+        assert prod_run.outputs["cluster_location"] == prod_location
+
+    return on(check, dev_location=dev.location, dev_protection=dev.cluster.deletion_protection,
+              prod_location=prod.location, prod_protection=prod.cluster.deletion_protection)
+
+
+@pulumi.runtime.test
+def test_control_plane_is_reached_through_iam_not_an_open_ip(dev_run, prod_run):
+    """Dev admits no address at the IP endpoint; prod admits its office range; both use the DNS endpoint."""
+    dev, prod = dev_run.platform.cluster.cluster, prod_run.platform.cluster.cluster
+
+    def check(dev_networks, prod_networks, dev_endpoints, prod_endpoints, dev_private):
+        assert dev_networks == {"cidr_blocks": [], "gcp_public_cidrs_access_enabled": False}
+        assert [b["cidr_block"] for b in prod_networks["cidr_blocks"]] == ["203.0.113.0/24"]
+        assert prod_networks["gcp_public_cidrs_access_enabled"] is False
+        for endpoints in (dev_endpoints, prod_endpoints):
+            assert endpoints["dns_endpoint_config"]["allow_external_traffic"] is True
+        assert dev_private["enable_private_endpoint"] is False  # the IP endpoint exists, closed by the list
+
+    return on(check, dev_networks=dev.master_authorized_networks_config,
+              prod_networks=prod.master_authorized_networks_config,
+              dev_endpoints=dev.control_plane_endpoints_config,
+              prod_endpoints=prod.control_plane_endpoints_config, dev_private=dev.private_cluster_config)
+
+
+@pulumi.runtime.test
+def test_kubeconfig_uses_the_dns_endpoint_and_the_auth_plugin(stack_run):
     def check(text):
         doc = json.loads(text)
         (entry,) = doc["clusters"]
-        assert entry["cluster"]["server"] == f"https://{FAKE_ENDPOINT}"
-        assert entry["cluster"]["certificate-authority-data"] == FAKE_CA
+        # The DNS endpoint's certificate is publicly trusted: no CA is pinned.
+        assert entry["cluster"] == {"server": f"https://{FAKE_DNS_ENDPOINT}"}
         (user,) = doc["users"]
         assert user["user"]["exec"]["command"] == "gke-gcloud-auth-plugin"
         assert not {"token", "client-key-data", "password"} & set(user["user"])
 
-    return cluster.kubeconfig.apply(check)
+    return stack_run.platform.cluster.kubeconfig.apply(check)
+
+
+@pulumi.runtime.test
+def test_without_dns_access_the_kubeconfig_pins_the_ip_endpoint_and_its_ca(run_with):
+    cluster = run_with("prod", {"orbit:controlPlaneDnsAccess": False}).platform.cluster
+
+    def check(text, endpoints):
+        (entry,) = json.loads(text)["clusters"]
+        assert entry["cluster"] == {"server": f"https://{FAKE_ENDPOINT}",
+                                    "certificate-authority-data": FAKE_CA}
+        assert endpoints["dns_endpoint_config"]["allow_external_traffic"] is False
+
+    return on(check, text=cluster.kubeconfig, endpoints=cluster.cluster.control_plane_endpoints_config)
 
 
 @pulumi.runtime.test
 def test_kubeconfig_is_secret(stack_run):
-    return pulumi.Output.from_input(stack_run.platform.cluster.kubeconfig.is_secret()).apply(
-        lambda secret: _assert(secret is True))
+    secret = pulumi.Output.from_input(stack_run.platform.cluster.kubeconfig.is_secret())
+    return on(lambda secret: _assert(secret is True), secret=secret)
 
 
-def test_provider_waits_for_the_node_pools(stack_run):
+@pulumi.runtime.test
+def test_nodes_run_as_a_dedicated_minimal_account(stack_run):
+    cfg = stack_run.config
+    gke = stack_run.platform.cluster
+    email = f"orbit-nodes@{cfg.project}.iam.gserviceaccount.com"
+    pools = [p for p in (gke.serving_pool, gke.ci_pool, gke.gpu_pool) if p is not None]
+    # The node role must exist before the cluster (nodes log from their first boot): a dependency is an
+    # option, so it is read from the registration.
+    assert stack_run.one(PROJECT_IAM, "nodes-default-role").urn in stack_run.one(CLUSTER).dependencies
+
+    def check(account_id, account_email, role, pull, configs):
+        assert (account_id, account_email) == ("orbit-nodes", email)
+        assert role == {"project": cfg.project, "role": NODE_ROLE, "member": f"serviceAccount:{email}"}
+        assert pull == {"role": "roles/artifactregistry.reader", "repository": "orbit-images",
+                        "member": f"serviceAccount:{email}"}
+        assert len(configs) == 1 + len(pools)
+        for config in configs:
+            assert config["service_account"] == email
+            assert config["workload_metadata_config"] == {"mode": "GKE_METADATA"}
+            assert config["shielded_instance_config"] == {"enable_secure_boot": True,
+                                                          "enable_integrity_monitoring": True}
+            assert config["oauth_scopes"] == CLOUD_PLATFORM
+
+    node_role, node_pull = gke.node_role, gke.node_pull
+    return on(check, account_id=gke.node_account.account_id, account_email=gke.node_account.email,
+              role=pulumi.Output.all(project=node_role.project, role=node_role.role, member=node_role.member),
+              pull=pulumi.Output.all(role=node_pull.role, repository=node_pull.repository,
+                                     member=node_pull.member),
+              configs=pulumi.Output.all(gke.cluster.node_config, *(p.node_config for p in pools)))
+
+
+@pulumi.runtime.test
+def test_serving_pool_autoscales_within_config(stack_run):
+    cfg = stack_run.config
+    pool = stack_run.platform.cluster.serving_pool
+
+    def check(config, autoscaling, management, upgrade):
+        assert config["machine_type"] == cfg.cluster.serving.machine_type
+        assert config["spot"] is cfg.cluster.serving.spot
+        assert config.get("taints") is None  # system pods and the service schedule here
+        assert config["resource_labels"] == cfg.labels
+        assert autoscaling["total_min_node_count"] == cfg.cluster.serving.min_nodes
+        assert autoscaling["total_max_node_count"] == cfg.cluster.serving.max_nodes
+        assert management == {"auto_repair": True, "auto_upgrade": True}
+        assert upgrade["max_unavailable"] == 0
+
+    return on(check, config=pool.node_config, autoscaling=pool.autoscaling, management=pool.management,
+              upgrade=pool.upgrade_settings)
+
+
+@pulumi.runtime.test
+def test_ci_pool_is_spot_tainted_and_scales_to_zero(stack_run):
+    cfg = stack_run.config.cluster
+    pool = stack_run.platform.cluster.ci_pool
+
+    def check(config, autoscaling, initial):
+        assert config["spot"] is True
+        assert config["taints"] == [{"key": "dedicated", "value": "ci", "effect": "NO_SCHEDULE"}]
+        assert autoscaling["total_min_node_count"] == 0
+        assert autoscaling["total_max_node_count"] == cfg.ci.max_nodes
+        assert initial == 0
+
+    return on(check, config=pool.node_config, autoscaling=pool.autoscaling, initial=pool.initial_node_count)
+
+
+@pulumi.runtime.test
+def test_gpu_pool_only_when_enabled(dev_run, prod_run):
+    assert dev_run.platform.cluster.gpu_pool is None
+    assert {r.name for r in dev_run.of_type(NODE_POOL)} == {"serving", "ci"}
+    gpu = prod_run.config.cluster.gpu
+    pool = prod_run.platform.cluster.gpu_pool
+
+    def check(config, autoscaling):
+        assert config["spot"] is True and config["machine_type"] == gpu.machine_type
+        assert autoscaling["total_min_node_count"] == 0
+        assert autoscaling["total_max_node_count"] == gpu.max_nodes
+        assert config["guest_accelerators"] == [{
+            "type": "nvidia-l4", "count": gpu.count,
+            "gpu_driver_installation_config": {"gpu_driver_version": gpu.driver_version}}]
+        assert config["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+
+    return on(check, config=pool.node_config, autoscaling=pool.autoscaling)
+
+
+# Provider options (depends_on, delete_unreachable is an input of the provider resource) and the provider a
+# resource uses are resource options: they have no Output, so these two read the registrations.
+def test_provider_waits_for_the_node_pools_and_follows_the_cluster(stack_run):
     provider = stack_run.one("pulumi:providers:kubernetes")
     pools = {r.urn for r in stack_run.of_type(NODE_POOL) if r.name in ("serving", "ci")}
     assert pools <= set(provider.dependencies)
     assert provider.inputs["deleteUnreachable"] == str(not stack_run.config.protect).lower()
+    cfg = stack_run.config
+    assert provider.inputs["clusterIdentifier"] == f"{cfg.project}/{cfg.location}/orbit-cluster"
 
 
 def test_every_kubernetes_resource_uses_the_cluster_provider(stack_run):

@@ -58,6 +58,34 @@ def test_prod_stack_file_is_protected_and_larger():
     assert cfg.budget.enabled and cfg.budget.billing_account == "012345-6789AB-CDEF01"
     assert cfg.budget.thresholds == (0.5, 0.8, 1.0)
     assert cfg.cluster.authorized_networks == ("203.0.113.0/24",)
+    assert cfg.cluster.dns_access is True
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_committed_stacks_make_the_first_up_without_the_service(stack):
+    """No image exists before the first `up`: the files carry no tag and the service is off by default."""
+    values = read_stack_file(stack)
+    assert "orbit:serviceImageTag" not in values and "orbit:serviceEnabled" not in values
+    cfg = parse(values, stack, SECRET)
+    assert cfg.service.enabled is False and cfg.service.image_tag is None
+    assert KEYS["orbit:serviceEnabled"].default is False
+
+
+def test_dev_control_plane_admits_no_ip_address_and_says_so():
+    """Dev states its control-plane access explicitly: the IAM-checked DNS endpoint, no CIDR at the IP one."""
+    values = read_stack_file("dev")
+    assert values["orbit:controlPlaneDnsAccess"] is True and values["orbit:masterAuthorizedNetworks"] == []
+    assert "DNS endpoint" in (REPO / "Pulumi.dev.yaml").read_text()
+
+
+def test_the_service_needs_a_tag_only_once_enabled():
+    error = problems(dev_values(orbit__serviceEnabled=True))
+    assert error.keys == ["orbit:serviceImageTag"]
+    message = str(error)
+    assert "needed while orbit:serviceEnabled is true" in message
+    assert "fix: pulumi config set orbit:serviceImageTag 3f2c1ab" in message
+    enabled = parse(dev_values(orbit__serviceEnabled=True, orbit__serviceImageTag="3f2c1ab"), "dev", SECRET)
+    assert enabled.service.enabled is True and enabled.service.image_tag == "3f2c1ab"
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -71,7 +99,6 @@ def test_stack_files_hold_no_plain_secrets_and_no_real_looking_ids(stack):
 def test_defaults_fill_everything_not_set():
     minimal = {"gcp:project": "my-gcp-project", "gcp:region": "us-central1", "gcp:zone": "us-central1-f",
                "orbit:githubOwner": "octo-org", "orbit:githubRepo": "orbit",
-               "orbit:serviceImageTag": "abc123",
                "orbit:runnersEnabled": False}
     cfg = parse(minimal, "dev", {})
     assert cfg.name_prefix == "orbit"
@@ -81,6 +108,8 @@ def test_defaults_fill_everything_not_set():
     assert cfg.service.type == "LoadBalancer"
     assert cfg.runners.chart_version == KEYS["orbit:arcChartVersion"].default
     assert cfg.runners.private_key is None
+    assert cfg.service.enabled is False and cfg.service.image_tag is None
+    assert cfg.cluster.dns_access is True and cfg.cluster.authorized_networks == ()
 
 
 def test_engine_strings_parse_like_yaml_values():
@@ -92,8 +121,7 @@ def test_engine_strings_parse_like_yaml_values():
 
 
 @pytest.mark.parametrize("key", ["gcp:project", "gcp:region", "orbit:githubOwner", "orbit:githubRepo",
-                                 "orbit:serviceImageTag", "orbit:githubAppId",
-                                 "orbit:githubAppInstallationId"])
+                                 "orbit:githubAppId", "orbit:githubAppInstallationId"])
 def test_missing_required_key_names_it_and_its_fix(key):
     error = problems(dev_values(**{key.replace(":", "__"): None}))
     assert key in error.keys
@@ -119,6 +147,12 @@ def test_runners_off_need_no_github_app():
     values = dev_values(orbit__runnersEnabled=False, orbit__githubAppId=None,
                         orbit__githubAppInstallationId=None)
     assert parse(values, "dev", {}).runners.enabled is False
+
+
+def test_without_dns_access_the_authorized_networks_reach_the_cluster():
+    cfg = parse(dev_values(orbit__controlPlaneDnsAccess=False,
+                           orbit__masterAuthorizedNetworks=["203.0.113.0/24"]), "dev", SECRET)
+    assert cfg.cluster.dns_access is False and cfg.cluster.authorized_networks == ("203.0.113.0/24",)
 
 
 def test_zonal_cluster_needs_a_zone_of_its_region():
@@ -150,6 +184,11 @@ def test_zonal_cluster_needs_a_zone_of_its_region():
         ({"orbit__protect": "yes"}, "orbit:protect", "is not true or false"),
         ({"orbit__masterAuthorizedNetworks": ["10.0.0.1/8"]}, "orbit:masterAuthorizedNetworks",
          "is not a CIDR block"),
+        ({"orbit__masterAuthorizedNetworks": ["0.0.0.0/0"]}, "orbit:masterAuthorizedNetworks",
+         "to the whole internet"),
+        ({"orbit__controlPlaneDnsAccess": False}, "orbit:controlPlaneDnsAccess",
+         "leaves the control plane unreachable"),
+        ({"orbit__controlPlaneDnsAccess": "no"}, "orbit:controlPlaneDnsAccess", "is not true or false"),
         ({"orbit__serviceCpuRequest": "2", "orbit__serviceCpuLimit": "1"}, "orbit:serviceCpuRequest",
          "exceeds orbit:serviceCpuLimit"),
         ({"orbit__serviceMemoryLimit": "2 gigs"}, "orbit:serviceMemoryLimit", "is not a memory quantity"),
@@ -224,6 +263,8 @@ def test_every_example_value_is_itself_valid():
             trial.update({"orbit:budgetAmount": 50, "orbit:billingAccount": "012345-6789AB-CDEF01"})
         if key == "orbit:serviceSourceRanges":
             trial["orbit:serviceType"] = "LoadBalancer"
+        if key == "orbit:serviceEnabled":
+            trial["orbit:serviceImageTag"] = KEYS["orbit:serviceImageTag"].example
         if key in ("orbit:serviceCpuRequest", "orbit:serviceMemoryRequest"):
             trial.update({"orbit:serviceCpuLimit": "4", "orbit:serviceMemoryLimit": "8Gi"})
         parse(trial, "dev", SECRET)

@@ -6,7 +6,7 @@ import pulumi
 
 from infra.mocks import FAKE_PROJECT_NUMBER, reveal
 from infra.program import OUTPUT_NAMES
-from tests.infra.support import BUCKET, BUDGET, CLUSTER, NODE_POOL, REPOSITORY, props
+from tests.infra.support import BUCKET, BUDGET, CLUSTER, NODE_POOL, REPOSITORY, on
 
 # Where each labelled resource type keeps its labels.
 LABELLED = {BUCKET: ("labels",), REPOSITORY: ("labels",), CLUSTER: ("resourceLabels",),
@@ -14,6 +14,7 @@ LABELLED = {BUCKET: ("labels",), REPOSITORY: ("labels",), CLUSTER: ("resourceLab
 
 
 def test_every_labelled_resource_carries_the_stack_labels(stack_run):
+    """A sweep over every registered resource of the labelled types (the policy pack sees the same inputs)."""
     checked = 0
     for r in stack_run.resources:
         if r.type in LABELLED:
@@ -27,24 +28,35 @@ def test_every_labelled_resource_carries_the_stack_labels(stack_run):
 
 
 def test_dev_has_no_budget(dev_run):
-    assert not dev_run.of_type(BUDGET)
+    assert dev_run.platform.cost.budget is None and not dev_run.of_type(BUDGET)
 
 
+@pulumi.runtime.test
 def test_prod_budget_alerts_at_thresholds_and_on_forecast(prod_run):
     b = prod_run.config.budget
-    budget = props(prod_run, BUDGET)
-    assert budget["billingAccount"] == b.billing_account
-    assert budget["amount"]["specifiedAmount"] == {"currencyCode": "USD", "units": "500"}
-    assert budget["budgetFilter"]["projects"] == [f"projects/{FAKE_PROJECT_NUMBER}"]
-    rules = {(r["thresholdPercent"], r["spendBasis"]) for r in budget["thresholdRules"]}
-    assert rules == {(0.5, "CURRENT_SPEND"), (0.8, "CURRENT_SPEND"), (1.0, "CURRENT_SPEND"),
-                     (1.0, "FORECASTED_SPEND")}
-    assert budget["allUpdatesRule"]["disableDefaultIamRecipients"] is False
+    budget = prod_run.platform.cost.budget
+
+    def check(account, amount, scope, thresholds, updates):
+        assert account == b.billing_account
+        assert amount["specified_amount"] == {"currency_code": "USD", "units": "500"}
+        assert scope["projects"] == [f"projects/{FAKE_PROJECT_NUMBER}"]
+        rules = {(r["threshold_percent"], r["spend_basis"]) for r in thresholds}
+        assert rules == {(0.5, "CURRENT_SPEND"), (0.8, "CURRENT_SPEND"), (1.0, "CURRENT_SPEND"),
+                         (1.0, "FORECASTED_SPEND")}
+        assert updates["disable_default_iam_recipients"] is False
+
+    return on(check, account=budget.billing_account, amount=budget.amount, scope=budget.budget_filter,
+              thresholds=budget.threshold_rules, updates=budget.all_updates_rule)
 
 
+@pulumi.runtime.test
 def test_fractional_budget_amount_is_split_into_units_and_nanos(run_with):
-    budget = props(run_with("prod", {"orbit:budgetAmount": 12.5}), BUDGET)
-    assert budget["amount"]["specifiedAmount"] == {"currencyCode": "USD", "units": "12", "nanos": 500000000}
+    budget = run_with("prod", {"orbit:budgetAmount": 12.5}).platform.cost.budget
+
+    def check(amount):
+        assert amount["specified_amount"] == {"currency_code": "USD", "units": "12", "nanos": 500000000}
+
+    return on(check, amount=budget.amount)
 
 
 @pulumi.runtime.test
@@ -63,7 +75,8 @@ def test_outputs_ci_reads_are_all_there(stack_run):
 
 
 def test_every_google_resource_names_its_project(stack_run):
-    """Nothing falls back to whatever project the provider happens to default to."""
+    """Nothing falls back to whatever project the provider happens to default to (a sweep over every
+    registered resource: no single Output covers them all)."""
     without_project = {"gcp:storage/bucketIAMMember:BucketIAMMember",
                        "gcp:serviceaccount/iAMMember:IAMMember",
                        "gcp:billing/budget:Budget"}
@@ -73,6 +86,7 @@ def test_every_google_resource_names_its_project(stack_run):
 
 
 def test_resources_live_in_components_that_register_outputs(stack_run, monitor):
+    """parent is a resource option and register_outputs a monitor call: both only visible to the monitor."""
     components = {r.urn for r in stack_run.registrations if not r.custom}
     assert len(components) >= 8
     assert all(r.parent in components for r in stack_run.registrations if r.custom), "parent=self missing"

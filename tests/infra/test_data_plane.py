@@ -6,21 +6,30 @@ import pulumi
 
 from infra.components.apis import BASE_APIS, BUDGET_API
 from infra.components.cluster import field
-from tests.infra.support import API, BUCKET, REPOSITORY, props
+from tests.infra.support import API, BUCKET, REPOSITORY, on
 
 
+@pulumi.runtime.test
 def test_required_apis_are_enabled_and_left_on_at_destroy(stack_run):
-    services = {p["service"]: p for p in (r.inputs for r in stack_run.of_type(API))}
+    services = stack_run.platform.apis.services
     expected = set(BASE_APIS) | ({BUDGET_API} if stack_run.config.budget.enabled else set())
     assert set(services) == expected
     for api in ("container.googleapis.com", "iamcredentials.googleapis.com", "sts.googleapis.com"):
         assert api in services
-    assert all(p["disableOnDestroy"] is False and p["project"] == stack_run.config.project
-               for p in services.values())
+
+    def check(settings):
+        for api, (service, disable_on_destroy, project) in zip(services, settings, strict=True):
+            assert (service, disable_on_destroy, project) == (api, False, stack_run.config.project)
+
+    return on(check, settings=pulumi.Output.all(*(
+        pulumi.Output.all(s.service, s.disable_on_destroy, s.project) for s in services.values())))
 
 
 def test_every_other_component_waits_for_the_apis(stack_run):
-    """A fresh project fails with "API not enabled" unless Google resources wait for every API."""
+    """A fresh project fails with "API not enabled" unless Google resources wait for every API.
+
+    depends_on is a resource option: it has no Output, so the registrations answer.
+    """
     apis = {r.urn for r in stack_run.of_type(API)}
     for typ in ("orbit:storage:DataBucket", "orbit:registry:ImageRegistry", "orbit:network:Network",
                 "orbit:cluster:GkeCluster", "orbit:identity:Identity", "orbit:cost:CostControls"):
@@ -49,38 +58,57 @@ def test_bucket_is_private_versioned_and_expires_old_versions(stack_run):
                              bucket.versioning, bucket.lifecycle_rules, bucket.location).apply(check)
 
 
+@pulumi.runtime.test
 def test_bucket_destroyability_follows_protection(dev_run, prod_run):
-    dev, prod = props(dev_run, BUCKET), props(prod_run, BUCKET)
-    assert dev["forceDestroy"] is True and dev["deletionPolicy"] == "DELETE"
-    assert dev["softDeletePolicy"]["retentionDurationSeconds"] == 0
-    assert prod["forceDestroy"] is False and prod["deletionPolicy"] == "PREVENT"
-    assert prod["softDeletePolicy"]["retentionDurationSeconds"] == 7 * 86400
+    # `protect` is a resource option: only the registration has it.
     assert dev_run.one(BUCKET).protect is False and prod_run.one(BUCKET).protect is True
 
+    def settings(bucket):
+        return pulumi.Output.all(bucket.force_destroy, bucket.deletion_policy,
+                                 bucket.soft_delete_policy.apply(lambda p: p["retention_duration_seconds"]))
 
+    def check(dev, prod):
+        assert dev == [True, "DELETE", 0]
+        assert prod == [False, "PREVENT", 7 * 86400]
+
+    return on(check, dev=settings(dev_run.platform.bucket.bucket),
+              prod=settings(prod_run.platform.bucket.bucket))
+
+
+@pulumi.runtime.test
 def test_bucket_name_is_global_and_labelled(stack_run):
     cfg = stack_run.config
-    bucket = props(stack_run, BUCKET)
-    assert bucket["name"] == f"{cfg.project}-orbit-data"
-    assert bucket["labels"] == cfg.labels
-    assert {"app", "stack", "managed-by"} <= set(bucket["labels"])
-    assert stack_run.outputs["bucket_url"] == f"gs://{bucket['name']}"
+    bucket = stack_run.platform.bucket
+
+    def check(name, labels, url):
+        assert name == f"{cfg.project}-orbit-data"
+        assert labels == cfg.labels and {"app", "stack", "managed-by"} <= set(labels)
+        assert url == f"gs://{name}" == stack_run.outputs["bucket_url"]
+
+    return on(check, name=bucket.bucket_name, labels=bucket.bucket.labels, url=bucket.url)
 
 
+@pulumi.runtime.test
 def test_registry_is_docker_with_cleanup_policies(stack_run):
     cfg = stack_run.config
-    repo = props(stack_run, REPOSITORY)
-    assert repo["format"] == "DOCKER" and repo["location"] == cfg.region
-    assert repo["dockerConfig"]["immutableTags"] is cfg.registry.immutable_tags
-    policies = {p["id"]: p for p in repo["cleanupPolicies"]}
-    assert policies["keep-recent"]["action"] == "KEEP"
-    assert policies["keep-recent"]["mostRecentVersions"]["keepCount"] == cfg.registry.keep_count
-    assert policies["delete-untagged"]["action"] == "DELETE"
-    assert policies["delete-untagged"]["condition"] == {
-        "tagState": "UNTAGGED", "olderThan": f"{cfg.registry.untagged_days * 86400}s"}
-    assert repo["cleanupPolicyDryRun"] is False
-    assert repo["labels"] == cfg.labels
+    # `protect` is a resource option: only the registration has it.
     assert stack_run.one(REPOSITORY).protect is cfg.protect
+    repo = stack_run.platform.registry.repository
+
+    def check(format, location, docker, cleanup, dry_run, labels):
+        assert format == "DOCKER" and location == cfg.region
+        assert docker["immutable_tags"] is cfg.registry.immutable_tags
+        policies = {p["id"]: p for p in cleanup}
+        assert policies["keep-recent"]["action"] == "KEEP"
+        assert policies["keep-recent"]["most_recent_versions"]["keep_count"] == cfg.registry.keep_count
+        assert policies["delete-untagged"]["action"] == "DELETE"
+        assert policies["delete-untagged"]["condition"] == {
+            "tag_state": "UNTAGGED", "older_than": f"{cfg.registry.untagged_days * 86400}s"}
+        assert dry_run is False
+        assert labels == cfg.labels
+
+    return on(check, format=repo.format, location=repo.location, docker=repo.docker_config,
+              cleanup=repo.cleanup_policies, dry_run=repo.cleanup_policy_dry_run, labels=repo.labels)
 
 
 @pulumi.runtime.test
@@ -94,13 +122,21 @@ def test_registry_path_is_what_docker_pushes_to(stack_run):
     return stack_run.platform.registry.path.apply(check)
 
 
+@pulumi.runtime.test
 def test_network_is_custom_mode_with_nat_for_private_nodes(stack_run):
     cfg = stack_run.config
-    assert props(stack_run, "gcp:compute/network:Network")["autoCreateSubnetworks"] is False
-    subnet = props(stack_run, "gcp:compute/subnetwork:Subnetwork")
-    assert subnet["privateIpGoogleAccess"] is True and subnet["region"] == cfg.region
-    assert {r["rangeName"] for r in subnet["secondaryIpRanges"]} == {"pods", "services"}
-    nat = props(stack_run, "gcp:compute/routerNat:RouterNat")
-    assert nat["sourceSubnetworkIpRangesToNat"] == "ALL_SUBNETWORKS_ALL_IP_RANGES"
-    assert nat["router"] == f"{cfg.name_prefix}-router"
-    assert nat["logConfig"] == {"enable": True, "filter": "ERRORS_ONLY"}
+    network = stack_run.platform.network
+
+    def check(auto_subnets, google_access, region, ranges, nat_ranges, router, log):
+        assert auto_subnets is False
+        assert google_access is True and region == cfg.region
+        assert {r["range_name"] for r in ranges} == {"pods", "services"}
+        assert nat_ranges == "ALL_SUBNETWORKS_ALL_IP_RANGES"
+        assert router == f"{cfg.name_prefix}-router"
+        assert log == {"enable": True, "filter": "ERRORS_ONLY"}
+
+    subnet, nat = network.subnetwork, network.nat
+    return on(check, auto_subnets=network.network.auto_create_subnetworks,
+              google_access=subnet.private_ip_google_access, region=subnet.region,
+              ranges=subnet.secondary_ip_ranges, nat_ranges=nat.source_subnetwork_ip_ranges_to_nat,
+              router=nat.router, log=nat.log_config)

@@ -9,64 +9,87 @@ import pytest
 
 from infra.components.identity import GITHUB_ISSUER, attribute_condition
 from infra.mocks import FAKE_PROJECT_NUMBER, reveal
-from tests.infra.support import (
-    ACCOUNT,
-    BUCKET_IAM,
-    CLUSTER,
-    PROJECT_IAM,
-    REPOSITORY_IAM,
-    SA_IAM,
-    WIF_POOL,
-    WIF_PROVIDER,
-    props,
-)
+from tests.infra.support import CLUSTER, PROJECT_IAM, SA_IAM, on
+
+POOL_ID = "orbit-gh-a1b2c3"  # prefix + random suffix (the mocks' RandomId hex)
 
 
 def email(cfg, name: str) -> str:
     return f"orbit-{name}@{cfg.project}.iam.gserviceaccount.com"
 
 
+def grant(resource) -> pulumi.Output:
+    """role and member of an IAM member resource, plus what it is bound on."""
+    on_what = {name: getattr(resource, name) for name in ("bucket", "repository", "location",
+                                                         "service_account_id", "project")
+               if hasattr(resource, name)}
+    return pulumi.Output.all(role=resource.role, member=resource.member, **on_what)
+
+
+@pulumi.runtime.test
 def test_github_provider_only_admits_the_configured_repository(dev_run, prod_run):
-    dev = props(dev_run, WIF_PROVIDER)
-    assert dev["oidc"]["issuerUri"] == GITHUB_ISSUER
-    assert dev["attributeCondition"] == "assertion.repository == 'my-github-org/orbit'"
-    assert dev["attributeMapping"]["attribute.repository"] == "assertion.repository"
-    assert dev["attributeMapping"]["google.subject"] == "assertion.sub"
-    # prod also pins the numeric ID: a deleted and re-created repository of the same name is refused.
-    assert props(prod_run, WIF_PROVIDER)["attributeCondition"] == (
-        "assertion.repository == 'my-github-org/orbit' && assertion.repository_id == '123456789'")
+    dev, prod = dev_run.platform.identity.provider, prod_run.platform.identity.provider
+
+    def check(oidc, dev_condition, mapping, prod_condition):
+        assert oidc["issuer_uri"] == GITHUB_ISSUER
+        assert dev_condition == "assertion.repository == 'my-github-org/orbit'"
+        assert mapping["attribute.repository"] == "assertion.repository"
+        assert mapping["google.subject"] == "assertion.sub"  # docs/deploy.md binds environments by subject
+        # prod also pins the numeric ID: a deleted and re-created repository of the same name is refused.
+        assert prod_condition == ("assertion.repository == 'my-github-org/orbit' && "
+                                  "assertion.repository_id == '123456789'")
+
+    return on(check, oidc=dev.oidc, dev_condition=dev.attribute_condition, mapping=dev.attribute_mapping,
+              prod_condition=prod.attribute_condition)
 
 
+@pulumi.runtime.test
 def test_pool_id_is_valid_and_survives_destroy_up_cycles(stack_run):
-    pool_id = props(stack_run, WIF_POOL)["workloadIdentityPoolId"]
-    assert pool_id == "orbit-gh-a1b2c3"  # prefix + random suffix (the mocks' RandomId hex)
-    assert 4 <= len(pool_id) <= 32 and not pool_id.startswith("gcp-")
-    assert props(stack_run, WIF_PROVIDER)["workloadIdentityPoolId"] == pool_id
+    identity = stack_run.platform.identity
+
+    def check(pool_id, provider_pool_id):
+        assert pool_id == POOL_ID and provider_pool_id == pool_id
+        assert 4 <= len(pool_id) <= 32 and not pool_id.startswith("gcp-")
+
+    return on(check, pool_id=identity.pool.workload_identity_pool_id,
+              provider_pool_id=identity.provider.workload_identity_pool_id)
 
 
+@pulumi.runtime.test
 def test_only_repository_workflows_may_impersonate_the_ci_account(stack_run):
     cfg = stack_run.config
-    federation = props(stack_run, SA_IAM, "ci-federation")
-    assert federation["role"] == "roles/iam.workloadIdentityUser"
-    assert federation["serviceAccountId"] == f"projects/{cfg.project}/serviceAccounts/{email(cfg, 'ci')}"
-    assert federation["member"] == (
-        f"principalSet://iam.googleapis.com/projects/{FAKE_PROJECT_NUMBER}/locations/global/"
-        f"workloadIdentityPools/orbit-gh-a1b2c3/attribute.repository/{cfg.github.slug}")
+
+    def check(federation):
+        assert federation["role"] == "roles/iam.workloadIdentityUser"
+        account = f"projects/{cfg.project}/serviceAccounts/{email(cfg, 'ci')}"
+        assert federation["service_account_id"] == account
+        assert federation["member"] == (
+            f"principalSet://iam.googleapis.com/projects/{FAKE_PROJECT_NUMBER}/locations/global/"
+            f"workloadIdentityPools/{POOL_ID}/attribute.repository/{cfg.github.slug}")
+
+    return on(check, federation=grant(stack_run.platform.identity.ci_federation))
 
 
+@pulumi.runtime.test
 def test_ci_roles_are_bound_on_the_bucket_and_the_repository(stack_run):
     cfg = stack_run.config
     member = f"serviceAccount:{email(cfg, 'ci')}"
-    bucket = props(stack_run, BUCKET_IAM, "ci-bucket")
-    assert bucket == {"bucket": f"{cfg.project}-orbit-data", "role": "roles/storage.objectAdmin",
-                      "member": member}
-    registry = props(stack_run, REPOSITORY_IAM, "ci-registry")
-    assert registry["role"] == "roles/artifactregistry.writer" and registry["member"] == member
-    assert registry["repository"] == "orbit-images" and registry["location"] == cfg.region
+    identity = stack_run.platform.identity
+
+    def check(bucket, registry):
+        assert bucket == {"bucket": f"{cfg.project}-orbit-data", "role": "roles/storage.objectAdmin",
+                          "member": member}
+        assert registry == {"role": "roles/artifactregistry.writer", "member": member,
+                            "repository": "orbit-images", "location": cfg.region, "project": cfg.project}
+
+    return on(check, bucket=grant(identity.ci_bucket), registry=grant(identity.ci_registry))
 
 
 def test_the_only_project_wide_grant_is_the_node_role(stack_run):
-    """Node logging is project-scoped; nothing else, CI least of all, gets a role on the whole project."""
+    """Node logging is project-scoped; nothing else, CI least of all, gets a role on the whole project.
+
+    A question about every resource of a type the program registered, not a property of one: registrations.
+    """
     grants = {(r["role"], r["member"]) for r in (reveal(x.inputs) for x in stack_run.of_type(PROJECT_IAM))}
     assert grants == {
         ("roles/container.defaultNodeServiceAccount", f"serviceAccount:{email(stack_run.config, 'nodes')}"),
@@ -77,13 +100,14 @@ def test_ci_account_appears_only_in_its_federation_bucket_and_registry_grants(st
     """CI builds images and moves DVC data; `pulumi up` runs as the bootstrap deployer account.
 
     Any resource naming the CI account (a project or cluster role, a Kubernetes RoleBinding, an IAM binding
-    or policy) other than these three would let a CI token reach the cluster, so it fails here.
+    or policy) other than these three would let a CI token reach the cluster, so it fails here. It searches
+    every registration's inputs, which no single Output could.
     """
     ci = email(stack_run.config, "ci")
     naming_ci = {(r.type, r.name) for r in stack_run.registrations if ci in json.dumps(reveal(r.inputs))}
     assert naming_ci == {
-        (SA_IAM, "ci-federation"), (BUCKET_IAM, "ci-bucket"), (REPOSITORY_IAM, "ci-registry")}
-    assert "ci-cluster-viewer" not in {r.name for r in stack_run.registrations}
+        (SA_IAM, "ci-federation"), ("gcp:storage/bucketIAMMember:BucketIAMMember", "ci-bucket"),
+        ("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember", "ci-registry")}
 
 
 def test_no_service_account_key_anywhere(stack_run):
@@ -91,29 +115,42 @@ def test_no_service_account_key_anywhere(stack_run):
 
 
 @pytest.mark.parametrize(("binding", "account", "ksa"), [
-    ("runner-workload-identity", "runner", "arc-runners/arc-runner"),
-    ("serving-workload-identity", "serving", "serving/planet-classifier"),
+    ("runner_binding", "runner", "arc-runners/arc-runner"),
+    ("serving_binding", "serving", "serving/planet-classifier"),
 ])
+@pulumi.runtime.test
 def test_kubernetes_service_accounts_are_bound_to_google_ones(stack_run, binding, account, ksa):
     cfg = stack_run.config
-    grant = props(stack_run, SA_IAM, binding)
-    assert grant["role"] == "roles/iam.workloadIdentityUser"
-    assert grant["member"] == f"serviceAccount:{cfg.project}.svc.id.goog[{ksa}]"
-    assert grant["serviceAccountId"].endswith(email(cfg, account))
-    # The identity namespace exists only once the cluster does.
-    assert stack_run.one(CLUSTER).urn in stack_run.one(SA_IAM, binding).dependencies
+    # The identity namespace exists only once the cluster does: a dependency, i.e. a resource option.
+    name = binding.replace("_binding", "-workload-identity")
+    assert stack_run.one(CLUSTER).urn in stack_run.one(SA_IAM, name).dependencies
+
+    def check(bound):
+        assert bound["role"] == "roles/iam.workloadIdentityUser"
+        assert bound["member"] == f"serviceAccount:{cfg.project}.svc.id.goog[{ksa}]"
+        assert bound["service_account_id"].endswith(email(cfg, account))
+
+    return on(check, bound=grant(getattr(stack_run.platform.identity, binding)))
 
 
+@pulumi.runtime.test
 def test_runners_read_and_write_the_bucket_and_the_service_gets_nothing(stack_run):
     cfg = stack_run.config
-    runner = props(stack_run, BUCKET_IAM, "runner-bucket")
-    assert runner["role"] == "roles/storage.objectAdmin"
-    assert runner["member"] == f"serviceAccount:{email(cfg, 'runner')}"
-    members = [reveal(r.inputs).get("member") for r in stack_run.registrations if "IAMMember" in r.type
-               or "IamMember" in r.type]
+    identity = stack_run.platform.identity
+    # "Nothing" is about every grant the program registered: the recorded members answer it.
+    members = [reveal(r.inputs).get("member") for r in stack_run.registrations
+               if "IAMMember" in r.type or "IamMember" in r.type]
     assert f"serviceAccount:{email(cfg, 'serving')}" not in members
-    assert {props(stack_run, ACCOUNT, n)["accountId"] for n in ("ci", "runner", "serving", "nodes")} == {
-        "orbit-ci", "orbit-runner", "orbit-serving", "orbit-nodes"}
+
+    def check(runner, account_ids):
+        assert runner["role"] == "roles/storage.objectAdmin"
+        assert runner["member"] == f"serviceAccount:{email(cfg, 'runner')}"
+        assert account_ids == ["orbit-ci", "orbit-runner", "orbit-serving", "orbit-nodes"]
+
+    accounts = (identity.ci_account, identity.runner_account, identity.serving_account,
+                stack_run.platform.cluster.node_account)
+    return on(check, runner=grant(identity.runner_bucket),
+              account_ids=pulumi.Output.all(*(a.account_id for a in accounts)))
 
 
 @pulumi.runtime.test
@@ -121,15 +158,14 @@ def test_ci_outputs_are_what_google_github_actions_auth_needs(stack_run):
     identity = stack_run.platform.identity
     cfg = stack_run.config
 
-    def check(args):
-        provider, account = args
+    def check(provider, account):
         assert provider == (f"projects/{FAKE_PROJECT_NUMBER}/locations/global/workloadIdentityPools/"
-                            "orbit-gh-a1b2c3/providers/github")
+                            f"{POOL_ID}/providers/github")
         assert account == email(cfg, "ci")
         assert stack_run.outputs["workload_identity_provider"] == provider
         assert stack_run.outputs["ci_service_account"] == account
 
-    return pulumi.Output.all(identity.workload_identity_provider, identity.ci_email).apply(check)
+    return on(check, provider=identity.workload_identity_provider, account=identity.ci_email)
 
 
 def test_attribute_condition_cannot_be_widened_by_the_repository_name(dev_run):

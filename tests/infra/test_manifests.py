@@ -1,6 +1,7 @@
 """Every Kubernetes object the program creates, turned back into a manifest, passes the 1.32 schemas strictly.
 
 Helm releases are not API objects, so the runner pod template they carry is checked as a Pod instead.
+These read the recorded inputs on purpose: they are what the provider sends to the API server.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ def test_pulumi_yaml_points_at_the_program_and_the_infra_venv():
 
 @pulumi.runtime.test
 def test_entrypoint_exports_every_output_from_engine_config(monkeypatch):
-    """Runs infra/__main__.py as `pulumi up` would: config from the engine, outputs exported."""
+    """Runs infra/__main__.py as the first `pulumi up` would: the committed file's config from the engine
+    (no image tag, service off), outputs exported."""
     values = {k: json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool)
               else str(v) for k, v in read_stack_file("dev").items()}
     values["orbit:githubAppPrivateKey"] = mocks.FAKE_PRIVATE_KEY
@@ -75,6 +76,7 @@ def test_entrypoint_exports_every_output_from_engine_config(monkeypatch):
     def check(resolved):
         assert resolved["bucket_url"] == "gs://my-gcp-project-orbit-data"
         assert resolved["cluster_location"] == "europe-west1-b"
+        assert resolved["service_url"] == resolved["service_image"] == ""
 
     return pulumi.Output.all(**exported).apply(check)
 

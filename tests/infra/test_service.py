@@ -6,121 +6,174 @@ import pulumi
 
 from infra.config import BENTOML_UID
 from infra.mocks import FAKE_LB_IP
-from tests.infra.support import DEPLOYMENT, K8S_SERVICE, KSA, NAMESPACE, props
-
-HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
-PDB = "kubernetes:policy/v1:PodDisruptionBudget"
-NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+from tests.infra.support import DEPLOYMENT, RELEASE_TAG, on
 
 
-def container(run) -> dict:
-    (only,) = props(run, DEPLOYMENT)["spec"]["template"]["spec"]["containers"]
+def pod(spec) -> dict:
+    return spec["template"]["spec"]
+
+
+def container(spec) -> dict:
+    (only,) = pod(spec)["containers"]
     return only
 
 
-def test_image_is_the_registry_image_at_the_configured_tag(stack_run):
-    cfg = stack_run.config
-    image = container(stack_run)["image"]
-    assert image == f"{stack_run.outputs['registry_path']}/planet-classifier:{cfg.service.image_tag}"
-    assert not image.endswith(":latest")
-    assert stack_run.outputs["service_image"] == image
+@pulumi.runtime.test
+def test_image_is_the_registry_image_at_the_released_tag(stack_run):
+    service = stack_run.platform.service
+    assert stack_run.config.service.image_tag == RELEASE_TAG
+
+    def check(spec, image, registry_path):
+        assert image == f"{registry_path}/planet-classifier:{RELEASE_TAG}"
+        assert container(spec)["image"] == image and not image.endswith(":latest")
+        assert stack_run.outputs["service_image"] == image
+
+    return on(check, spec=service.deployment.spec, image=service.image,
+              registry_path=stack_run.platform.registry.path)
 
 
+@pulumi.runtime.test
 def test_probes_hit_bentoml_health_endpoints(stack_run):
-    c = container(stack_run)
-    assert c["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
-    assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert c["startupProbe"]["httpGet"]["path"] == "/livez"
+    def check(spec):
+        c = container(spec)
+        assert c["ports"] == [{"name": "http", "container_port": 3000, "protocol": "TCP"}]
+        assert c["liveness_probe"]["http_get"] == {"path": "/livez", "port": "http"}
+        assert c["readiness_probe"]["http_get"] == {"path": "/readyz", "port": "http"}
+        assert c["startup_probe"]["http_get"]["path"] == "/livez"
+
+    return on(check, spec=stack_run.platform.service.deployment.spec)
 
 
+@pulumi.runtime.test
 def test_requests_and_limits_follow_config(stack_run):
     s = stack_run.config.service
-    assert container(stack_run)["resources"] == {
-        "requests": {"cpu": s.cpu_request, "memory": s.memory_request},
-        "limits": {"cpu": s.cpu_limit, "memory": s.memory_limit},
-    }
+
+    def check(spec):
+        assert container(spec)["resources"] == {
+            "requests": {"cpu": s.cpu_request, "memory": s.memory_request},
+            "limits": {"cpu": s.cpu_limit, "memory": s.memory_limit},
+        }
+
+    return on(check, spec=stack_run.platform.service.deployment.spec)
 
 
+@pulumi.runtime.test
 def test_pod_runs_non_root_on_a_read_only_root_filesystem(stack_run):
-    pod = props(stack_run, DEPLOYMENT)["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == BENTOML_UID
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    c = container(stack_run)
-    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
-    # BentoML writes its Prometheus files under BENTOML_HOME: it must point into the writable emptyDir.
-    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    assert pod["volumes"][0]["name"] == "tmp" and "emptyDir" in pod["volumes"][0]
-    env = {e["name"]: e["value"] for e in c["env"]}
-    assert env["BENTOML_HOME"].startswith("/tmp/")
-    assert pod["automountServiceAccountToken"] is False
-    assert pod["nodeSelector"] == {"cloud.google.com/gke-nodepool": "orbit-serving"}
+    def check(spec):
+        p, c = pod(spec), container(spec)
+        assert p["security_context"]["run_as_non_root"] is True
+        assert p["security_context"]["run_as_user"] == BENTOML_UID
+        assert p["security_context"]["seccomp_profile"] == {"type": "RuntimeDefault"}
+        assert c["security_context"] == {"allow_privilege_escalation": False,
+                                         "read_only_root_filesystem": True, "run_as_non_root": True,
+                                         "capabilities": {"drop": ["ALL"]}}
+        # BentoML writes its Prometheus files under BENTOML_HOME: it must point into the writable emptyDir.
+        assert c["volume_mounts"] == [{"name": "tmp", "mount_path": "/tmp"}]
+        assert p["volumes"][0]["name"] == "tmp" and "empty_dir" in p["volumes"][0]
+        assert {e["name"]: e["value"] for e in c["env"]}["BENTOML_HOME"].startswith("/tmp/")
+        assert p["automount_service_account_token"] is False
+        assert p["node_selector"] == {"cloud.google.com/gke-nodepool": "orbit-serving"}
+
+    return on(check, spec=stack_run.platform.service.deployment.spec)
 
 
+@pulumi.runtime.test
 def test_rollout_never_drops_below_capacity_and_hpa_owns_replicas(stack_run):
-    registration = stack_run.one(DEPLOYMENT)
-    spec = props(stack_run, DEPLOYMENT)["spec"]
-    assert spec["strategy"] == {"type": "RollingUpdate",
-                                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
-    assert spec["replicas"] == stack_run.config.service.min_replicas
-    assert "spec.replicas" in registration.ignore_changes
+    # ignore_changes is a resource option: it has no Output.
+    assert "spec.replicas" in stack_run.one(DEPLOYMENT).ignore_changes
+
+    def check(spec):
+        assert spec["strategy"] == {"type": "RollingUpdate",
+                                    "rolling_update": {"max_unavailable": 0, "max_surge": 1}}
+        assert spec["replicas"] == stack_run.config.service.min_replicas
+
+    return on(check, spec=stack_run.platform.service.deployment.spec)
 
 
+@pulumi.runtime.test
 def test_hpa_and_pdb(stack_run):
     s = stack_run.config.service
-    hpa = props(stack_run, HPA)["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                     "name": "planet-classifier"}
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (s.min_replicas, s.max_replicas)
-    assert hpa["metrics"][0]["resource"] == {
-        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": s.target_cpu}}
-    pdb = props(stack_run, PDB)["spec"]
-    assert pdb == {"maxUnavailable": 1,
-                   "selector": {"matchLabels": {"app.kubernetes.io/name": "planet-classifier"}}}
+    service = stack_run.platform.service
+
+    def check(hpa, pdb):
+        assert hpa["scale_target_ref"] == {"api_version": "apps/v1", "kind": "Deployment",
+                                           "name": "planet-classifier"}
+        assert (hpa["min_replicas"], hpa["max_replicas"]) == (s.min_replicas, s.max_replicas)
+        assert hpa["metrics"][0]["resource"] == {
+            "name": "cpu", "target": {"type": "Utilization", "average_utilization": s.target_cpu}}
+        assert pdb == {"max_unavailable": 1,
+                       "selector": {"match_labels": {"app.kubernetes.io/name": "planet-classifier"}}}
+
+    return on(check, hpa=service.autoscaler.spec, pdb=service.disruption_budget.spec)
 
 
+@pulumi.runtime.test
 def test_namespace_service_account_and_network_policy(stack_run):
-    labels = props(stack_run, NAMESPACE, "serving")["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    ksa = props(stack_run, KSA, "serving")["metadata"]
-    assert ksa["annotations"]["iam.gke.io/gcp-service-account"].startswith("orbit-serving@")
-    policy = props(stack_run, NETPOL)["spec"]
-    assert policy["policyTypes"] == ["Ingress"]
-    assert policy["ingress"] == [{"ports": [{"port": 3000, "protocol": "TCP"}]}]
+    service = stack_run.platform.service
+
+    def check(namespace, ksa, policy, serving_email):
+        assert namespace["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert ksa["annotations"] == {"iam.gke.io/gcp-service-account": serving_email}
+        assert serving_email.startswith("orbit-serving@")
+        assert policy["policy_types"] == ["Ingress"]
+        assert policy["ingress"] == [{"ports": [{"port": 3000, "protocol": "TCP"}]}]
+
+    return on(check, namespace=service.namespace.metadata, ksa=service.service_account.metadata,
+              policy=service.network_policy.spec,
+              serving_email=stack_run.platform.identity.serving_account.email)
 
 
 @pulumi.runtime.test
 def test_load_balancer_by_default_and_its_url_is_an_output(stack_run):
-    spec = props(stack_run, K8S_SERVICE)["spec"]
-    assert spec["type"] == "LoadBalancer"
-    assert spec["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    service = stack_run.platform.service
 
-    def check(url):
-        assert url == f"http://{FAKE_LB_IP}"
-        assert stack_run.outputs["service_url"] == url
+    def check(spec, url):
+        assert spec["type"] == "LoadBalancer"
+        assert spec["ports"] == [{"name": "http", "port": 80, "target_port": "http", "protocol": "TCP"}]
+        assert url == f"http://{FAKE_LB_IP}" == stack_run.outputs["service_url"]
 
-    return stack_run.platform.service.url.apply(check)
+    return on(check, spec=service.service.spec, url=service.url)
 
 
+@pulumi.runtime.test
 def test_cluster_ip_service_gives_the_in_cluster_url(run_with):
-    run = run_with("dev", {"orbit:serviceType": "ClusterIP"})
-    assert props(run, K8S_SERVICE)["spec"]["type"] == "ClusterIP"
-    assert run.outputs["service_url"] == "http://planet-classifier.serving.svc.cluster.local"
+    service = run_with("dev", {"orbit:serviceType": "ClusterIP"}).platform.service
+
+    def check(spec, url):
+        assert spec["type"] == "ClusterIP"
+        assert url == "http://planet-classifier.serving.svc.cluster.local"
+
+    return on(check, spec=service.service.spec, url=service.url)
 
 
+@pulumi.runtime.test
 def test_source_ranges_restrict_the_load_balancer(run_with):
-    run = run_with("dev", {"orbit:serviceSourceRanges": ["203.0.113.0/24"]})
-    assert props(run, K8S_SERVICE)["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+    service = run_with("dev", {"orbit:serviceSourceRanges": ["203.0.113.0/24"]}).platform.service
+
+    def check(spec):
+        assert spec["load_balancer_source_ranges"] == ["203.0.113.0/24"]
+
+    return on(check, spec=service.service.spec)
 
 
-def test_service_can_wait_for_its_first_image(run_with):
-    run = run_with("dev", {"orbit:serviceEnabled": False, "orbit:serviceImageTag": None})
-    assert not run.of_type(DEPLOYMENT) and run.outputs["service_url"] == ""
+@pulumi.runtime.test
+def test_the_first_up_has_no_service_and_empty_service_outputs(first_up_run):
+    """The committed stack files carry no image tag: the first `up` creates everything but the service."""
+    assert first_up_run.config.service.enabled is False and first_up_run.config.service.image_tag is None
+    assert first_up_run.platform.service is None
+    assert not first_up_run.of_type(DEPLOYMENT)
+
+    def check(url, image):
+        assert (url, image) == ("", "")
+
+    outputs = first_up_run.platform.outputs
+    return on(check, url=outputs["service_url"], image=outputs["service_image"])
 
 
 def test_nobody_gets_kubernetes_rbac_from_the_service(stack_run):
-    """CI no longer rolls out by kubectl: the deployer account's `pulumi up` does, so no Role is needed."""
+    """CI no longer rolls out by kubectl: the deployer account's `pulumi up` does, so no Role is needed.
+
+    Reads the registrations: the check is about which resource types exist, not about a property.
+    """
     rbac = [(r.type, r.name) for r in stack_run.registrations if ":rbac.authorization.k8s.io/" in r.type]
     assert rbac == []
