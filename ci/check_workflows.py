@@ -8,9 +8,13 @@ catches it in `make test`. It reads every `run:` block of `.github/workflows/*.y
 - each path under `ci/` that a step runs exists;
 - each `uses:` outside the repository is pinned to a full 40-hex commit SHA with a `# vX.Y.Z` comment;
 - the workflow sets `permissions: {}` at the top and every job sets its own `permissions:`;
-- each job authenticates to Google as one of orbit's two identities, at most one per job; a job that runs
-  `pulumi` against the stack does so as DEPLOYER_SERVICE_ACCOUNT (the CI account's `pulumi up` would be
-  refused halfway), and a job that uses the deployer declares the `environment:` its WIF binding admits.
+- a job that may run on a self-hosted runner (`runs-on` from a variable, or not a GitHub-hosted label) calls
+  no `make` (the runner image has none) and gets Python from actions/setup-python before it runs any;
+- each job authenticates to Google as one of orbit's three identities, at most one per job; `pulumi preview`
+  (and reading the stack's history or outputs) runs as PREVIEW_SERVICE_ACCOUNT or DEPLOYER_SERVICE_ACCOUNT,
+  anything that changes the stack (`up`, `destroy`, `refresh`, ...) only as the deployer; the deployer is
+  never used by a job that can run on a pull request; a job using the deployer or the preview account
+  declares the `environment:` its WIF binding admits; a job that runs `pulumi` runs on INFRA_RUNNER.
 
     python -m ci.check_workflows            # from the repository root; exit 1 lists every problem
 """
@@ -37,10 +41,34 @@ _VERSION_COMMENT = re.compile(r"^v\d+(\.\d+){0,2}\b")
 #: Google identities a job may authenticate as (docs/cicd.md#identities), by repository variable.
 CI_IDENTITY = "CI_SERVICE_ACCOUNT"
 DEPLOYER_IDENTITY = "DEPLOYER_SERVICE_ACCOUNT"
-IDENTITIES = (CI_IDENTITY, DEPLOYER_IDENTITY)
+PREVIEW_IDENTITY = "PREVIEW_SERVICE_ACCOUNT"
+IDENTITIES = (CI_IDENTITY, DEPLOYER_IDENTITY, PREVIEW_IDENTITY)
+#: Identities whose Workload Identity binding admits only jobs of one GitHub environment.
+ENVIRONMENT_BOUND = (DEPLOYER_IDENTITY, PREVIEW_IDENTITY)
 _VARS_REF = re.compile(r"^\$\{\{\s*vars\.([A-Za-z0-9_]+)\s*\}\}$")
 #: `pulumi` subcommands that never touch a stack, its state or the cloud.
 _PULUMI_OFFLINE = {"version", "--version", "help", "--help", "about", "gen-completion"}
+#: `pulumi` commands that only read the stack: the read-only preview identity may run them.
+PULUMI_READ_ONLY = frozenset(
+    {
+        "pulumi preview",
+        "pulumi login",
+        "pulumi logout",
+        "pulumi whoami",
+        "pulumi stack history",
+        "pulumi stack output",
+        "pulumi stack ls",
+        "pulumi stack select",
+        "pulumi config get",
+    }
+)
+#: Subcommands whose own subcommand decides what they do (`pulumi stack output` reads, `stack rm` deletes).
+_PULUMI_GROUPS = {"stack", "config", "state", "plugin", "policy"}
+#: Where every job that runs `pulumi` runs: prod admits only authorized networks to the control plane.
+INFRA_RUNS_ON = "${{ vars.INFRA_RUNNER || 'ubuntu-latest' }}"
+_HOSTED_LABEL = re.compile(r"^(ubuntu|windows|macos)-[A-Za-z0-9._-]+$")
+_PR_EVENTS = {"pull_request", "pull_request_target"}
+_SETUP_PYTHON = "actions/setup-python@"
 
 
 @dataclass
@@ -141,14 +169,17 @@ def pulumi_commands(parsed: list[list[str]]) -> list[str]:
     found = []
     for words in parsed:
         if Path(words[0]).name == "pulumi":
-            sub = next((w for w in words[1:] if not w.startswith("-")), "")
+            subs = [w for w in words[1:] if not w.startswith("-")]
+            sub = subs[0] if subs else ""
             if sub not in _PULUMI_OFFLINE and not set(words[1:]) & {"--version", "--help"}:
+                if sub in _PULUMI_GROUPS and len(subs) > 1:
+                    sub = f"{sub} {subs[1]}"
                 found.append(f"pulumi {sub}".strip())
     return found
 
 
-def check_run(script: str, where: str, root: Path, targets: set[str], report: Report) -> list[str]:
-    """Check one `run:` block; returns the `pulumi` commands it runs against a stack."""
+def check_run(script: str, where: str, root: Path, targets: set[str], report: Report) -> list[list[str]]:
+    """Check one `run:` block; returns its simple commands for the job-level rules."""
     report.run_blocks += 1
     try:
         parsed = commands(script)
@@ -164,7 +195,7 @@ def check_run(script: str, where: str, root: Path, targets: set[str], report: Re
                     report.add(where, f"`make {goal}`: a target from a variable cannot be checked; name it")
                 elif goal not in targets:
                     report.add(where, f"`make {goal}`: no such target in the Makefile")
-        if re.fullmatch(r"python(3(\.\d+)?)?", name) and len(words) > 2 and words[1] == "-m":
+        if _is_python(name) and len(words) > 2 and words[1] == "-m":
             module = words[2]
             if module.split(".")[0] in LOCAL_PACKAGES:
                 report.modules.add(module)
@@ -174,7 +205,11 @@ def check_run(script: str, where: str, root: Path, targets: set[str], report: Re
             path = word[2:] if word.startswith("./") else word
             if path.startswith("ci/") and not (root / path).exists():
                 report.add(where, f"`{word}`: no such file")
-    return pulumi_commands(parsed)
+    return parsed
+
+
+def _is_python(name: str) -> bool:
+    return re.fullmatch(r"python(3(\.\d+)?)?", name) is not None
 
 
 def check_uses_lines(text: str, name: str, report: Report) -> None:
@@ -194,6 +229,53 @@ def check_uses_lines(text: str, name: str, report: Report) -> None:
             )
 
 
+def triggers(data: dict) -> set[str]:
+    """The events a workflow runs on (YAML 1.1 reads the key `on` as True)."""
+    on = data.get("on", data.get(True))
+    if isinstance(on, str):
+        return {on}
+    return set(on) if isinstance(on, list | dict) else set()
+
+
+def may_run_on_pull_request(job: dict, events: set[str]) -> bool:
+    """Whether the job can run for a pull request; conservative: only a plain `event_name ==` rules it out."""
+    if not events & _PR_EVENTS:
+        return False
+    condition = str(job.get("if", ""))
+    required = re.findall(r"github\.event_name\s*==\s*'([a-z_]+)'", condition)
+    return not (required and "||" not in condition and not set(required) & _PR_EVENTS)
+
+
+def may_run_self_hosted(job: dict) -> bool:
+    """True unless `runs-on` is a literal GitHub-hosted label: a variable may name a runner scale set."""
+    runs_on = job.get("runs-on")
+    return not (isinstance(runs_on, str) and _HOSTED_LABEL.fullmatch(runs_on))
+
+
+def check_runner(job: dict, where: str, steps: list[tuple[dict, list[list[str]]]], report: Report) -> None:
+    """Self-hosted runners (ghcr.io/actions/actions-runner) have git, but neither make nor Python."""
+    if not may_run_self_hosted(job):
+        return
+    has_python = False
+    for step, parsed in steps:
+        if str(step.get("uses", "")).startswith(_SETUP_PYTHON):
+            has_python = True
+        for words in parsed:
+            name = Path(words[0]).name
+            if name == "make":
+                report.add(
+                    where,
+                    f"`{' '.join(words)}` on `runs-on: {job.get('runs-on')}`, which may be a self-hosted "
+                    "runner without make: run the commands the target runs",
+                )
+            elif _is_python(name) and not has_python and "/" not in words[0]:
+                report.add(
+                    where,
+                    f"runs `{name}` on `runs-on: {job.get('runs-on')}` before actions/setup-python: the "
+                    "runner image has no Python",
+                )
+
+
 def check_workflow(path: Path, root: Path, targets: set[str], report: Report) -> None:
     text = path.read_text()
     try:
@@ -207,6 +289,7 @@ def check_workflow(path: Path, root: Path, targets: set[str], report: Report) ->
     check_uses_lines(text, path.name, report)
     if data.get("permissions") != {}:
         report.add(path.name, "top-level `permissions: {}` is required; grant what each job needs on the job")
+    events = triggers(data)
     for job_id, job in data["jobs"].items():
         where = f"{path.name}:{job_id}"
         if not isinstance(job, dict):
@@ -215,16 +298,21 @@ def check_workflow(path: Path, root: Path, targets: set[str], report: Report) ->
         if "permissions" not in job:
             report.add(where, "job has no `permissions:`; list exactly what it needs ({} for nothing)")
         pulumi: list[str] = []
+        steps: list[tuple[dict, list[list[str]]]] = []
         for index, step in enumerate(job.get("steps") or []):
             if not isinstance(step, dict):
                 continue
+            parsed: list[list[str]] = []
             if isinstance(step.get("run"), str):
                 label = step.get("name") or step.get("id") or f"step {index + 1}"
-                pulumi += check_run(step["run"], f"{where}:{label}", root, targets, report)
+                parsed = check_run(step["run"], f"{where}:{label}", root, targets, report)
+                pulumi += pulumi_commands(parsed)
+            steps.append((step, parsed))
             command = (step.get("with") or {}).get("command")  # pulumi/actions can run `up` itself
             if str(step.get("uses", "")).startswith("pulumi/actions@") and command:
                 pulumi.append(f"pulumi {command}")
-        check_identity(job, where, pulumi, report)
+        check_runner(job, where, steps, report)
+        check_identity(job, where, pulumi, report, on_pull_request=may_run_on_pull_request(job, events))
 
 
 def google_identities(job: dict) -> list[str]:
@@ -238,8 +326,10 @@ def google_identities(job: dict) -> list[str]:
     return found
 
 
-def check_identity(job: dict, where: str, pulumi: list[str], report: Report) -> None:
-    """One known identity per job; the stack only ever touched by the deployer, inside its environment."""
+def check_identity(
+    job: dict, where: str, pulumi: list[str], report: Report, on_pull_request: bool = False
+) -> None:
+    """One known identity per job; the stack changed only by the deployer, never for a pull request."""
     identities = google_identities(job)
     for account in identities:
         if account not in IDENTITIES:
@@ -250,23 +340,43 @@ def check_identity(job: dict, where: str, pulumi: list[str], report: Report) -> 
             )
     if len(set(identities)) > 1:
         report.add(where, f"authenticates as {' and '.join(sorted(set(identities)))}: one identity per job")
-    report.identities[where] = identities[-1] if identities else ""
+    identity = identities[-1] if identities else ""
+    report.identities[where] = identity
     if pulumi:
+        changes = [c for c in dict.fromkeys(pulumi) if c not in PULUMI_READ_ONLY]
         runs = ", ".join(f"`{c}`" for c in dict.fromkeys(pulumi))
+        allowed = (DEPLOYER_IDENTITY,) if changes else (PREVIEW_IDENTITY, DEPLOYER_IDENTITY)
         if not identities:
-            report.add(where, f"runs {runs} without Google credentials: authenticate as {DEPLOYER_IDENTITY}")
-        elif identities[-1] != DEPLOYER_IDENTITY:
+            names = " or ".join(allowed)
+            report.add(where, f"runs {runs} without Google credentials: authenticate as {names}")
+        elif identity not in allowed:
+            if identity == PREVIEW_IDENTITY:
+                what = f"is read-only: {', '.join(f'`{c}`' for c in changes)} change the stack"
+            elif changes:
+                what = "may not change the stack (the update would fail with 403 halfway)"
+            else:
+                what = "may not read the stack's state"
+            use = " or ".join(f"`${{{{ vars.{name} }}}}`" for name in allowed)
+            report.add(where, f"runs {runs} as {identity}, which {what}: authenticate as {use}")
+        if job.get("runs-on") != INFRA_RUNS_ON:
             report.add(
                 where,
-                f"runs {runs} as {identities[-1]}, which may not change the stack (the update would fail "
-                f"with 403 halfway): authenticate as `${{{{ vars.{DEPLOYER_IDENTITY} }}}}`",
+                f"runs {runs} on `{job.get('runs-on')}`: use `runs-on: {INFRA_RUNS_ON}`, prod's control "
+                "plane admits only orbit:masterAuthorizedNetworks",
             )
-    if DEPLOYER_IDENTITY in identities and not job.get("environment"):
+    if on_pull_request and DEPLOYER_IDENTITY in identities:
         report.add(
             where,
-            f"uses {DEPLOYER_IDENTITY} without an `environment:`; its Workload Identity binding admits only "
-            "jobs of the protected environment (docs/deploy.md)",
+            f"uses {DEPLOYER_IDENTITY} in a job that can run on a pull request, whose code is not reviewed "
+            f"yet: use {PREVIEW_IDENTITY} for previews",
         )
+    for account in dict.fromkeys(a for a in identities if a in ENVIRONMENT_BOUND):
+        if not job.get("environment"):
+            report.add(
+                where,
+                f"uses {account} without an `environment:`; its Workload Identity binding admits only "
+                "jobs of its protected environment (docs/deploy.md)",
+            )
 
 
 def check(root: Path) -> Report:

@@ -4,14 +4,17 @@
     python -m ci.report --dvc-diff metrics-diff.json --run-url URL --out report.md
     python -m ci.report --base-rev origin/main            # same, from the two metrics files
 
-Reviewers see the headline metrics main vs this PR with deltas, the classes that moved most, where the
-plots are, and the gate verdict computed from the same numbers by `ci.gate`.
+Reviewers see the gate verdict (computed from the same numbers by `ci.gate`), the headline metrics main vs
+this PR with deltas, every class's accuracy on both sides with the largest change first, the mistakes the
+PR's model makes most (from `evaluation/predictions.csv`), and a link to the plots artifact.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
+from collections import Counter
 from pathlib import Path
 
 from ci.gate import Verdict, decide
@@ -29,6 +32,9 @@ from ml.params import GateParams, ParamsError, load_params
 #: A per-class change smaller than this is shown as unchanged (one image of 30 is 0.033).
 NOISE = 0.005
 PLOT_SUFFIXES = (".png", ".svg", ".html")
+#: The columns of evaluation/predictions.csv that the confusions need (ml/evaluate.py writes them).
+PREDICTION_COLUMNS = ("actual", "predicted")
+TOP_CONFUSIONS = 5
 
 
 def _fmt(value: float | None, key: str) -> str:
@@ -65,31 +71,74 @@ def metrics_table(pair: MetricsPair) -> str:
     return "\n".join(rows)
 
 
+def _per_class(metrics: dict | None) -> dict[str, float | None]:
+    """class -> accuracy; None for a class without validation images (evaluate writes null then)."""
+    values = (metrics or {}).get(PER_CLASS) or {}
+    return {name: (None if value is None else float(value)) for name, value in values.items()}
+
+
 def per_class_section(pair: MetricsPair) -> str:
-    base = (pair.base or {}).get(PER_CLASS, {})
-    head = pair.head.get(PER_CLASS, {})
+    """Every class, main vs this PR, the largest change first: where the model got better or worse."""
+    base, head = _per_class(pair.base), _per_class(pair.head)
     classes = sorted(set(base) | set(head))
     if not classes:
         return "_No per-class accuracy in the metrics._"
 
-    def change(name: str) -> float:
-        if name in base and name in head:
-            return head[name] - base[name]
-        return 0.0
+    def change(name: str) -> float | None:
+        b, h = base.get(name), head.get(name)
+        return None if b is None or h is None else h - b
 
-    moved = [c for c in classes if abs(change(c)) >= NOISE or (c in base) != (c in head)]
-    worse = [c for c in moved if change(c) < 0]
+    # Classes without a number on one side (new, or no validation images) go last: their change is unknown.
+    order = sorted(classes, key=lambda c: (change(c) is None, -abs(change(c) or 0.0), c))
     rows = [f"| class | {pair.base_label} | {pair.head_label} | change |", "|---|---:|---:|---:|"]
-    for name in sorted(classes, key=lambda c: (change(c), c)):
+    for name in order:
         b, h = base.get(name), head.get(name)
         rows.append(f"| {name} | {_fmt(b, PER_CLASS)} | {_fmt(h, PER_CLASS)} | {_delta(b, h, PER_CLASS)} |")
+    moved = [c for c in classes if abs(change(c) or 0.0) >= NOISE]
+    worse = [c for c in order if (change(c) or 0.0) <= -NOISE]
     if not pair.base:
-        summary = f"Per-class accuracy ({len(classes)} classes)"
+        summary = f"**Per-class accuracy** ({len(classes)} classes)"
     else:
-        summary = f"Per-class accuracy: {len(moved)} of {len(classes)} classes changed"
-        if worse:
-            summary += f", worse: {', '.join(worse)}"
-    return f"<details><summary>{summary}</summary>\n\n" + "\n".join(rows) + "\n\n</details>"
+        summary = f"**Per-class accuracy**: {len(moved)} of {len(classes)} classes changed"
+        summary += f"; worse: {', '.join(worse)}" if worse else "; none got worse"
+    unknown = [c for c in classes if head.get(c) is None]
+    if unknown:
+        summary += f". No validation images in this PR for: {', '.join(unknown)}"
+    return summary + "\n\n" + "\n".join(rows)
+
+
+def read_predictions(path: Path) -> list[tuple[str, str]]:
+    """(actual, predicted) of each validation image in `evaluation/predictions.csv` (ml/evaluate.py)."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in PREDICTION_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(
+                f"{path} lacks the column(s) {', '.join(missing)} (has: {', '.join(reader.fieldnames or [])})"
+            )
+        return [(row["actual"], row["predicted"]) for row in reader]
+
+
+def confusions_section(predictions: Path | None, top: int = TOP_CONFUSIONS) -> str:
+    """The most frequent mistakes of this PR's model: which class it takes for which, and how often."""
+    if predictions is None or not predictions.is_file():
+        return ""
+    try:
+        pairs = read_predictions(predictions)
+    except (OSError, ValueError, csv.Error) as exc:
+        print(f"report: warning: {exc}", file=sys.stderr)
+        return f"_Top confusions unavailable: {exc}; re-run the evaluate stage._"
+    support = Counter(actual for actual, _ in pairs)
+    mistakes = Counter((a, p) for a, p in pairs if a != p)
+    if not mistakes:
+        return f"**Top confusions**: none, all {len(pairs)} validation images are classified correctly."
+    rows = ["| actual | predicted as | images | share of the class |", "|---|---|---:|---:|"]
+    ranked = sorted(mistakes.items(), key=lambda item: (-item[1], item[0]))
+    for (actual, predicted), count in ranked[:top]:
+        rows.append(f"| {actual} | {predicted} | {count} | {count / support[actual]:.0%} |")
+    wrong = sum(mistakes.values())
+    title = f"**Top confusions** of this PR ({wrong} of {len(pairs)} validation images wrong)"
+    return title + "\n\n" + "\n".join(rows)
 
 
 def gate_section(verdict: Verdict | None, error: str | None) -> str:
@@ -101,14 +150,22 @@ def gate_section(verdict: Verdict | None, error: str | None) -> str:
     return "\n".join(lines)
 
 
-def plots_section(plots_dir: Path | None, run_url: str | None, artifact: str) -> str:
+def plots_section(
+    plots_dir: Path | None, run_url: str | None, artifact: str, artifact_url: str | None = None
+) -> str:
     files = (
         sorted(p.name for p in plots_dir.iterdir() if p.suffix in PLOT_SUFFIXES)
         if (plots_dir and plots_dir.is_dir())
         else []
     )
     listing = ", ".join(f"`{name}`" for name in files) if files else "none were produced"
-    where = f"the artifact **{artifact}** of [this run]({run_url})" if run_url else f"`{plots_dir}` locally"
+    if artifact_url:
+        where = f"[the **{artifact}** artifact]({artifact_url})"
+        where += f" of [this run]({run_url})" if run_url else ""
+    elif run_url:
+        where = f"the artifact **{artifact}** of [this run]({run_url})"
+    else:
+        where = f"`{plots_dir or 'evaluation/plots'}` locally"
     return (
         f"**Plots** ({listing}) and the self-contained `evaluation/report.html` are in {where}. "
         "Locally: `dvc plots diff main` after `git fetch`."
@@ -123,6 +180,8 @@ def build(
     plots_dir: Path | None = None,
     run_url: str | None = None,
     artifact: str = "evaluation",
+    artifact_url: str | None = None,
+    predictions: Path | None = None,
     gate_error: str | None = None,
 ) -> tuple[str, Verdict | None]:
     """The Markdown body and the verdict (None when the gate could not be applied)."""
@@ -145,9 +204,10 @@ def build(
         gate_section(verdict, gate_error or "no gate parameters"),
         metrics_table(pair),
         per_class_section(pair),
-        plots_section(plots_dir, run_url, artifact),
+        confusions_section(predictions),
+        plots_section(plots_dir, run_url, artifact, artifact_url),
     ]
-    return "\n\n".join(parts) + "\n", verdict
+    return "\n\n".join(p for p in parts if p) + "\n", verdict
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plots-dir", default="evaluation/plots", type=Path)
     parser.add_argument("--run-url", help="link to the workflow run holding the plots artifact")
     parser.add_argument("--artifact", default="evaluation", help="name of the uploaded plots artifact")
+    parser.add_argument("--artifact-url", help="link to that artifact (upload-artifact's `artifact-url`)")
+    parser.add_argument(
+        "--predictions",
+        default="evaluation/predictions.csv",
+        type=Path,
+        help="this PR's per-image predictions, for the top confusions (skipped if absent)",
+    )
     parser.add_argument("--out", type=Path, help="write the Markdown here (default: stdout)")
     args = parser.parse_args(argv)
     try:
@@ -177,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         plots_dir=args.plots_dir,
         run_url=args.run_url,
         artifact=args.artifact,
+        artifact_url=args.artifact_url,
+        predictions=args.predictions,
         gate_error=gate_error,
     )
     if args.out:

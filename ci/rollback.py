@@ -2,9 +2,12 @@
 
 The deploy workflow passes the tag to `pulumi up -c orbit:serviceImageTag=TAG -c orbit:serviceEnabled=true`
 and never commits it, so the stack's update history is the record of releases: each successful `update`
-carries the tag it deployed in its config, and a rollback's message (`rollback BAD -> GOOD`) marks BAD as a
-release that failed, so a second rollback never returns to it. The infra workflow re-applies the live
-values (`live-config`) so that an infrastructure change never moves the service to another image.
+with `orbit:serviceEnabled` true carries the tag it served in its config, and a rollback's message
+(`rollback BAD -> GOOD`) marks BAD as a release that failed, so a second rollback never returns to it.
+An update with the service disabled (the first `pulumi up` of a stack, before any image exists, or one
+whose config lacks the key, which defaults to false) served nothing: its tag is never "live" and never a
+rollback target. The infra workflow re-applies the live values (`live-config`) so that an infrastructure
+change never moves the service to another image.
 
     pulumi stack history --json > history.json           # never --show-secrets: the file stays harmless
     python -m ci.rollback current --history history.json   # the live tag ('' before the first deploy)
@@ -43,7 +46,13 @@ class Release:
     succeeded: bool = True
     version: int | None = None
     message: str = ""
+    #: `orbit:serviceEnabled` of the update ("true"/"false"); None for a plain list, which names served tags.
     enabled: str | None = None
+
+    @property
+    def served(self) -> bool:
+        """The update succeeded with the service on: this tag really answered requests."""
+        return self.succeeded and self.enabled in (None, "true")
 
 
 def valid_tag(tag: str) -> str:
@@ -76,7 +85,8 @@ def _from_pulumi(entries: list[dict], key: str) -> tuple[list[Release], set[str]
                 succeeded=entry.get("result") == "succeeded",
                 version=entry.get("version"),
                 message=message,
-                enabled=None if enabled is None else str(enabled).lower(),
+                # absent: the stack's default, false until the first image exists (infra/config.py)
+                enabled="false" if enabled is None else str(enabled).strip().lower(),
             )
         )
     # `pulumi stack history` lists newest first; sort by version anyway so a merged file cannot mislead.
@@ -107,30 +117,33 @@ def parse_history(text: str, key: str = DEFAULT_KEY) -> tuple[list[Release], set
 
 
 def current_tag(releases: list[Release]) -> str | None:
-    """The tag of the newest successful update: what the stack serves now."""
-    return next((r.tag for r in releases if r.succeeded), None)
+    """The tag of the newest update that served it: what the stack answers with now (None: nothing yet)."""
+    return next((r.tag for r in releases if r.served), None)
 
 
 def live_config(releases: list[Release], key: str = DEFAULT_KEY) -> dict[str, str]:
-    """The deploy-owned config of the newest successful update, to re-apply on an infrastructure change."""
-    live = next((r for r in releases if r.succeeded), None)
-    if live is None:
+    """The deploy-owned config of the newest successful update, to re-apply on an infrastructure change.
+
+    Switched off stays off: a disabled newest update re-applies `orbit:serviceEnabled=false`.
+    """
+    newest = next((r for r in releases if r.succeeded), None)
+    if newest is None:
         return {}
-    config = {key: live.tag}
-    if live.enabled in ("true", "false"):
-        config[ENABLED_KEY] = live.enabled
+    config = {key: newest.tag}
+    if newest.enabled is not None:
+        config[ENABLED_KEY] = newest.enabled
     return config
 
 
 def rollback_target(releases: list[Release], failed: str, bad: set[str] = frozenset()) -> str:
-    """The newest successfully deployed tag that is neither the failed one nor known bad."""
+    """The newest tag that was served, and is neither the failed one nor known bad."""
     excluded = {failed, *bad}
     for release in releases:
-        if release.succeeded and release.tag not in excluded:
+        if release.served and release.tag not in excluded:
             return release.tag
-    seen = ", ".join(dict.fromkeys(r.tag for r in releases)) or "none"
+    seen = ", ".join(dict.fromkeys(r.tag for r in releases if r.served)) or "none"
     raise HistoryError(
-        f"no earlier good release to roll back to (releases seen: {seen}; excluded: "
+        f"no earlier good release to roll back to (releases that served: {seen}; excluded: "
         f"{', '.join(sorted(excluded))}); fix forward or deploy a known tag by hand"
     )
 

@@ -1,10 +1,14 @@
-"""Smoke-test a deployed classifier: real images in, a well-formed prediction out, within a bounded time.
+"""Smoke-test a deployed classifier: real images in, well-formed and mostly right predictions out, in time.
 
 Right after `pulumi up` the load balancer may still answer 404/502 or refuse connections, so those are
 retried with backoff until `--timeout`; an answer that is wrong (bad status, bad JSON, unknown class,
 probabilities that do not sum to 1) fails at once, because the service is up and broken.
 
-    python -m ci.smoke --url https://planets.example.org --images data/raw --per-class 1
+With `--images` every image is labelled by its folder, and a well-formed answer is not enough: at least
+`--min-images` images must be sent and the share answered with the right class must reach `--min-accuracy`
+(default `gate.min_value` of params.yaml), so a model that answers everything with one class fails.
+
+    python -m ci.smoke --url https://planets.example.org --images data/raw --per-class 3
     python -m ci.smoke --url http://127.0.0.1:3000 --image data/raw/Saturn/Saturn_1.jpg --timeout 30
 """
 
@@ -21,6 +25,8 @@ from pathlib import Path
 import httpx
 from PIL import Image, UnidentifiedImageError
 
+from ml.params import ParamsError, load_params
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: Answers that mean "not ready yet" while a rollout or a load balancer settles.
 RETRY_STATUS = frozenset({404, 408, 425, 429, 500, 502, 503, 504})
@@ -28,6 +34,8 @@ RETRY_STATUS = frozenset({404, 408, 425, 429, 500, 502, 503, 504})
 LABEL_KEY = "prediction"
 PROBABILITIES_KEY = "probabilities"
 SUM_TOLERANCE = 1e-3
+#: One image of each of the ten classes.
+DEFAULT_MIN_IMAGES = 10
 
 
 class SmokeError(RuntimeError):
@@ -185,17 +193,58 @@ def run(
     return outcomes
 
 
+def check_accuracy(outcomes: list[Outcome], min_accuracy: float, source: str) -> str:
+    """The summary of the labelled answers, or SmokeError when too few of them are right."""
+    scored = [o for o in outcomes if o.correct is not None]
+    if not scored:
+        return "not scored (unlabelled images; pass --images DIR to check the answers)"
+    right = sum(bool(o.correct) for o in scored)
+    share = right / len(scored)
+    summary = f"{right}/{len(scored)} as labelled ({share:.0%}; minimum {min_accuracy:.0%}, {source})"
+    if share + 1e-9 < min_accuracy:
+        labels = {o.label for o in scored}
+        same = ""
+        if len(labels) == 1 and len(scored) > 1:
+            same = f"; it answered {labels.pop()!r} to every image"
+        wrong = ", ".join(f"{o.image.name}: {o.label}, not {o.expected}" for o in scored if not o.correct)
+        raise SmokeError(f"only {summary}{same}. Wrong: {wrong[:600]}")
+    return summary
+
+
+def _min_accuracy(flag: float | None, params: Path) -> tuple[float, str]:
+    if flag is not None:
+        if not 0.0 <= flag <= 1.0:
+            raise SmokeError(f"--min-accuracy must be a share between 0 and 1, got {flag}")
+        return flag, "--min-accuracy"
+    try:
+        return load_params(params).gate.min_value, f"gate.min_value of {params}"
+    except ParamsError as exc:
+        raise SmokeError(f"cannot read the threshold: {exc}; or pass --min-accuracy") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ci.smoke", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="base URL of the service (POSTs to URL/predict)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", type=Path, action="append", help="an image to send (repeatable)")
+    source.add_argument("--image", type=Path, action="append", help="an image to send (repeatable, unscored)")
     source.add_argument(
         "--images", type=Path, help="a folder of <Class>/*.jpg; the class names become --classes"
     )
     parser.add_argument("--per-class", type=int, default=1, help="images per class with --images (default 1)")
     parser.add_argument("--classes", help="comma-separated class names the service must answer with")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a healthy answer")
+    parser.add_argument(
+        "--min-accuracy",
+        type=float,
+        help="share of --images answered with their folder's class needed to pass (default gate.min_value)",
+    )
+    parser.add_argument(
+        "--min-images",
+        type=int,
+        default=DEFAULT_MIN_IMAGES,
+        help=f"fail unless --images yields at least this many images (default {DEFAULT_MIN_IMAGES})",
+    )
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="where gate.min_value is")
     args = parser.parse_args(argv)
     try:
         if args.per_class < 1:
@@ -203,19 +252,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.images:
             images: list[tuple[Path, str | None]] = list(pick_images(args.images, args.per_class))
             classes = sorted({expected for _, expected in images})
+            if len(images) < args.min_images:
+                raise SmokeError(
+                    f"only {len(images)} images under {args.images} with --per-class {args.per_class}; "
+                    f"need at least {args.min_images} (--min-images): raise --per-class or add images"
+                )
+            min_accuracy, threshold = _min_accuracy(args.min_accuracy, args.params)
         else:
             images = [(path, None) for path in args.image]
-            classes = None
+            classes, min_accuracy, threshold = None, 0.0, ""
         if args.classes:
             classes = [c.strip() for c in args.classes.split(",") if c.strip()]
         outcomes = run(Settings(url=args.url, classes=classes, timeout=args.timeout), images)
+        summary = check_accuracy(outcomes, min_accuracy, threshold)
     except SmokeError as exc:
         print(f"smoke: FAIL: {exc}", file=sys.stderr)
         return 1
-    scored = [o for o in outcomes if o.correct is not None]
-    right = sum(bool(o.correct) for o in scored)
-    accuracy = f", {right}/{len(scored)} as labelled" if scored else ""
-    print(f"smoke: PASS: {len(outcomes)} images answered well-formed predictions{accuracy}")
+    print(f"smoke: PASS: {len(outcomes)} images answered well-formed predictions; {summary}")
     return 0
 
 

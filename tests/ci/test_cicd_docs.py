@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ci.check_workflows import DEPLOYER_IDENTITY, IDENTITIES, check, commands
+from ci.check_workflows import DEPLOYER_IDENTITY, IDENTITIES, PREVIEW_IDENTITY, check, commands
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -54,8 +54,8 @@ def preflight_names() -> set[str]:
         for job in yaml.safe_load(path.read_text())["jobs"].values():
             for step in job["steps"]:
                 for words in commands(step.get("run", "")):
-                    if words[:3] == ["python", "-m", "ci.preflight"]:
-                        names.update(words[3:])
+                    if Path(words[0]).name == "python" and words[1:3] == ["-m", "ci.preflight"]:
+                        names.update(w for w in words[3:] if not w.startswith(("-", "$")))
     return names
 
 
@@ -100,29 +100,59 @@ def test_identity_table_names_exactly_the_jobs_of_each_identity():
 
 
 def test_cicd_lists_the_roles_the_bootstrap_grants_the_deployer():
-    block = section(DEPLOY, "### Who may run `pulumi up`")
-    code = "\n".join(re.findall(r"```bash\n(.*?)```", block, re.S))
-    loop = re.search(r"for role in (.*?); do", code, re.S).group(1).replace("\\\n", " ").split()
-    granted = {f"roles/{r}" for r in loop} | set(re.findall(r"--role (roles/[A-Za-z.]+)", code))
+    granted = bootstrap_roles("### Who may run `pulumi up`")
     granted.discard("roles/iam.serviceAccountTokenCreator")  # for people, on the deployer itself
     row = table_rows(section(CICD, "## Identities"))[DEPLOYER_IDENTITY]
     documented = set(re.findall(r"`(roles/[A-Za-z.]+)`", row))
     assert granted == documented
 
 
-def test_deployer_binding_names_the_environments_the_workflows_use():
+def bootstrap_roles(heading: str) -> set[str]:
+    """The roles a bootstrap section of deploy.md grants: its `for role in` loop and each `--role`."""
+    code = "\n".join(re.findall(r"```bash\n(.*?)```", section(DEPLOY, heading), re.S))
+    loop = re.search(r"for role in (.*?); do", code, re.S).group(1).replace("\\\n", " ").split()
+    return {f"roles/{r}" for r in loop} | set(re.findall(r"--role (roles/[A-Za-z.]+)", code))
+
+
+def test_cicd_lists_the_roles_the_bootstrap_grants_the_previewer():
+    row = table_rows(section(CICD, "## Identities"))[PREVIEW_IDENTITY]
+    assert set(re.findall(r"`(roles/[A-Za-z.]+)`", row)) == bootstrap_roles(
+        "### Who may run `pulumi preview`"
+    )
+    assert not any(
+        re.search(r"admin|writer|developer|editor|Encrypter", r) for r in re.findall(r"roles/\S+", row)
+    )
+
+
+def test_each_environment_bound_identity_is_bound_to_its_own_environment_only():
+    """The deployer to DEPLOY_ENVIRONMENT, the previewer to PREVIEW_ENVIRONMENT (docs/deploy.md, step 6)."""
     workflows = "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
     for name in ("DEPLOY_ENVIRONMENT", "PREVIEW_ENVIRONMENT"):
         defaults = set(re.findall(rf"vars\.{name} \|\| '([a-z-]+)'", workflows))
         assert len(defaults) == 1, f"{name}: one default in every workflow, not {defaults}"
         assert re.search(rf"\b{name}={defaults.pop()}\b", DEPLOY), f"docs/deploy.md binds another {name}"
     bindings = re.findall(
-        r'add-iam-policy-binding "\$DEPLOYER" --role roles/iam\.workloadIdentityUser'
+        r'add-iam-policy-binding "\$([A-Z]+)" --role roles/iam\.workloadIdentityUser'
         r' \\\n\s+--member "([^"]+)"',
         DEPLOY,
     )
-    assert bindings == ["principal://iam.googleapis.com/$POOL/subject/repo:$REPO:environment:$environment"]
-    assert 'for environment in "$DEPLOY_ENVIRONMENT" "$PREVIEW_ENVIRONMENT"; do' in DEPLOY
+    subject = "principal://iam.googleapis.com/$POOL/subject/repo:$REPO:environment:"
+    assert sorted(bindings) == [
+        ("DEPLOYER", f"{subject}$DEPLOY_ENVIRONMENT"),
+        ("PREVIEWER", f"{subject}$PREVIEW_ENVIRONMENT"),
+    ]
+    # and the workflows use each identity in that environment
+    infra = yaml.safe_load((WORKFLOWS / "infra.yml").read_text())["jobs"]
+    assert "PREVIEW_ENVIRONMENT" in infra["preview"]["environment"]
+    assert "DEPLOY_ENVIRONMENT" in infra["up"]["environment"]
+
+
+def test_the_runner_section_says_what_the_runner_image_needs():
+    runners = section(CICD, "## Runners")
+    assert "`git`" in runners and "actions/setup-python" in runners
+    assert "no `make`" in runners  # the old promise that the image provides make is gone
+    assert "must provide `git` and `make`" not in CICD
+    assert "`INFRA_RUNNER`" in runners and "orbit:masterAuthorizedNetworks" in runners
 
 
 def test_the_subject_the_binding_matches_is_mapped_by_the_stack():

@@ -11,6 +11,11 @@ from ci import rollback
 from ci.rollback import HistoryError, current_tag, live_config, parse_history, rollback_target
 
 KEY = "orbit:serviceImageTag"
+#: Shaped like `pulumi stack history --json` of a dev stack (newest first): the first `pulumi up` by hand with
+#: the service off and the example stack file's placeholder tag 0.1.0, two releases by the deploy workflow,
+#: an infra update that re-applied the live tag, and a refresh in between.
+REAL_HISTORY = (Path(__file__).parent / "fixtures" / "stack-history.json").read_text()
+LIVE, EARLIER = "0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d", "9f3c2d1e0b4a5968778695a4b3c2d1e0f9a8b7c6"
 
 
 def update(
@@ -85,6 +90,49 @@ def test_nothing_to_roll_back_to_is_a_clear_error():
     releases, bad = parse_history(json.dumps([update(1, "aaa1111")]))
     with pytest.raises(HistoryError, match="no earlier good release.*fix forward"):
         rollback_target(releases, failed="aaa1111", bad=bad)
+
+
+def test_real_history_gives_the_live_tag_and_the_release_before_it():
+    releases, bad = parse_history(REAL_HISTORY)
+    assert current_tag(releases) == LIVE
+    assert rollback_target(releases, failed=LIVE, bad=bad) == EARLIER
+    assert live_config(releases) == {KEY: LIVE, "orbit:serviceEnabled": "true"}
+
+
+def test_the_first_update_with_the_service_off_is_never_live_nor_a_rollback_target():
+    entries = json.loads(REAL_HISTORY)
+    bootstrap = entries[-1]
+    assert bootstrap["config"]["orbit:serviceEnabled"]["value"] == "false"
+    assert bootstrap["config"][KEY]["value"] == "0.1.0"  # the placeholder of the example stack file
+    releases, bad = parse_history(json.dumps([bootstrap]))
+    assert current_tag(releases) is None
+    assert live_config(releases) == {KEY: "0.1.0", "orbit:serviceEnabled": "false"}  # stays off
+    # The very first release fails its smoke test: nothing served before it, nothing to go back to.
+    first = {**entries[-2], "version": 2}
+    releases, bad = parse_history(json.dumps([first, bootstrap]))
+    with pytest.raises(HistoryError, match="no earlier good release.*releases that served: 9f3c2d1"):
+        rollback_target(releases, failed=EARLIER, bad=bad)
+
+
+def test_an_update_without_the_enabled_key_served_nothing():
+    """orbit:serviceEnabled defaults to false (infra/config.py): an update without it served nothing."""
+    history = [
+        update(3, "ccc3333", message="deploy ccc3333"),
+        update(2, "bbb2222", enabled=None),
+        update(1, "aaa1111", message="deploy aaa1111"),
+    ]
+    releases, _ = parse_history(json.dumps(history))
+    assert rollback_target(releases, failed="ccc3333") == "aaa1111"
+    releases, _ = parse_history(json.dumps(history[1:]))
+    assert current_tag(releases) == "aaa1111"
+
+
+def test_a_service_switched_off_later_keeps_its_last_served_tag_as_target_and_stays_off():
+    history = [update(8, "bbb2222", enabled=False, message="switch off"), *HISTORY]
+    releases, bad = parse_history(json.dumps(history))
+    assert current_tag(releases) == "ccc3333"
+    assert live_config(releases) == {KEY: "bbb2222", "orbit:serviceEnabled": "false"}
+    assert rollback_target(releases, failed="ddd9999", bad=bad) == "ccc3333"
 
 
 def test_live_config_re_applies_tag_and_enabled_of_the_live_release():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,11 +25,16 @@ def good_answer(label: str = "Mars") -> dict:
 
 
 class Endpoint:
-    """A scripted /predict: each request pops the next (status, body) answer; the last one repeats."""
+    """A scripted /predict: each request pops the next (status, body) answer; the last one repeats.
+
+    By default it answers every image with the same class (Mars), like a model that learnt nothing; with
+    `right=True` it answers the class in the uploaded file's name (Earth_0.jpg -> Earth), like a good one.
+    """
 
     def __init__(self) -> None:
         self.answers: list[tuple[int, object]] = [(200, good_answer())]
         self.uploads: list[bytes] = []
+        self.right = False
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,6 +49,9 @@ class Endpoint:
                 status, payload = (
                     endpoint.answers.pop(0) if len(endpoint.answers) > 1 else endpoint.answers[0]
                 )
+                named = re.search(rb'filename="([A-Za-z]+)_', body)
+                if endpoint.right and named:
+                    status, payload = 200, good_answer(named.group(1).decode())
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -182,10 +191,68 @@ def test_bad_inputs_are_reported_before_any_request(tmp_path: Path, endpoint: En
     assert endpoint.uploads == []
 
 
-def test_cli(endpoint: Endpoint, images: Path, capsys):
-    assert smoke.main(["--url", endpoint.url, "--images", str(images), "--timeout", "5"]) == 0
+@pytest.fixture
+def gate_at_90(tmp_path: Path, monkeypatch) -> Path:
+    """A working directory whose params.yaml sets gate.min_value 0.9, the default --params."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "params.yaml").write_text("gate:\n  min_value: 0.9\n")
+    monkeypatch.chdir(work)
+    return work
+
+
+def test_cli(endpoint: Endpoint, images: Path, gate_at_90: Path, capsys):
+    endpoint.right = True
+    args = ["--url", endpoint.url, "--images", str(images), "--timeout", "5", "--min-images", "3"]
+    assert smoke.main(args) == 0
     out = capsys.readouterr().out
-    assert "PASS: 3 images" in out and "1/3 as labelled" in out
+    assert "PASS: 3 images" in out
+    assert "3/3 as labelled (100%; minimum 90%, gate.min_value of params.yaml)" in out
+    endpoint.right = False
     endpoint.answers = [(200, {"prediction": "Mars"})]
     assert smoke.main(["--url", endpoint.url, "--image", str(images / "Mars" / "Mars_0.jpg")]) == 1
     assert "FAIL" in capsys.readouterr().err
+
+
+def test_a_model_that_answers_one_class_to_everything_fails(
+    endpoint: Endpoint, images: Path, gate_at_90: Path, capsys
+):
+    """Well-formed answers are not enough: the endpoint (a real HTTP server) always says Mars."""
+    args = ["--url", endpoint.url, "--images", str(images), "--timeout", "5", "--min-images", "3"]
+    assert smoke.main(args) == 1
+    err = capsys.readouterr().err
+    assert "FAIL: only 1/3 as labelled (33%; minimum 90%, gate.min_value of params.yaml)" in err
+    assert "it answered 'Mars' to every image" in err
+    assert "Earth_0.jpg: Mars, not Earth" in err
+    assert len(endpoint.uploads) == 3  # every image was asked: the verdict is over all of them
+
+
+def test_the_threshold_comes_from_params_yaml_or_the_flag(endpoint: Endpoint, images: Path, tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("gate:\n  min_value: 0.3\n")
+    args = ["--url", endpoint.url, "--images", str(images), "--timeout", "5", "--min-images", "3"]
+    assert smoke.main([*args, "--params", str(params)]) == 0
+    assert f"1/3 as labelled (33%; minimum 30%, gate.min_value of {params})" in capsys.readouterr().out
+    assert smoke.main([*args, "--params", str(params), "--min-accuracy", "0.5"]) == 1
+    assert "minimum 50%, --min-accuracy" in capsys.readouterr().err
+    assert smoke.main([*args, "--min-accuracy", "1.5"]) == 1
+    assert "between 0 and 1" in capsys.readouterr().err
+    params.write_text("gate:\n  min_value: high\n")
+    assert smoke.main([*args, "--params", str(params)]) == 1
+    err = capsys.readouterr().err
+    assert "gate.min_value" in err and "--min-accuracy" in err
+
+
+def test_too_few_images_fail_before_any_request(endpoint: Endpoint, images: Path, gate_at_90: Path, capsys):
+    endpoint.right = True
+    assert smoke.main(["--url", endpoint.url, "--images", str(images), "--timeout", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "only 3 images" in err and "need at least 10 (--min-images)" in err
+    assert endpoint.uploads == []
+    args = ["--url", endpoint.url, "--images", str(images), "--per-class", "2", "--min-images", "6"]
+    assert smoke.main(args) == 0  # two per class: 6 images, all right
+
+
+def test_unlabelled_images_are_answered_but_not_scored(endpoint: Endpoint, images: Path, capsys):
+    assert smoke.main(["--url", endpoint.url, "--image", str(images / "Earth" / "Earth_0.jpg")]) == 0
+    assert "not scored" in capsys.readouterr().out
