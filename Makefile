@@ -78,10 +78,10 @@ test: $(STAMP) $(INFRA_STAMP) ## the whole test suite
 	$(PY) -m pytest tests --ignore=tests/infra
 	$(INFRA_PY) -m pytest tests/infra
 
-test-main: $(STAMP)
+test-main: $(STAMP) ## the suite of .venv only (ml, serving, ci, local)
 	$(PY) -m pytest tests --ignore=tests/infra
 
-test-infra: $(INFRA_STAMP)
+test-infra: $(INFRA_STAMP) ## the suite of .venv-infra only (Pulumi program and policy pack)
 	$(INFRA_PY) -m pytest tests/infra
 
 bench-train: $(STAMP) ## pipeline on the real data over 3 seeds: accuracy, time, memory
