@@ -13,24 +13,12 @@ import pytest
 import yaml
 
 from ci.check_workflows import DEPLOYER_IDENTITY, IDENTITIES, PREVIEW_IDENTITY, check, commands
+from tests.markdown import section
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 CICD = (ROOT / "docs" / "cicd.md").read_text()
 DEPLOY = (ROOT / "docs" / "deploy.md").read_text()
-
-
-def section(text: str, heading: str) -> str:
-    """From the heading line to the next heading of the same or a higher level (not `#` lines in code)."""
-    level = len(heading) - len(heading.lstrip("#"))
-    lines = text.splitlines()
-    start = lines.index(heading) + 1
-    fenced = False
-    for index in range(start, len(lines)):
-        fenced ^= lines[index].startswith("```")
-        if not fenced and re.match(rf"#{{1,{level}}} ", lines[index]):
-            return "\n".join(lines[start:index])
-    return "\n".join(lines[start:])
 
 
 def table_rows(text: str) -> dict[str, str]:

@@ -14,23 +14,11 @@ import pytest
 from infra.config import KEYS
 from infra.mocks import reveal
 from tests.infra.support import PROJECT_IAM
+from tests.markdown import section
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = (REPO / "docs" / "deploy.md").read_text()
 INFRA = (REPO / "docs" / "infra.md").read_text()
-
-
-def section(text: str, heading: str) -> str:
-    """The lines after `heading` up to the next heading of the same or a higher level (outside code)."""
-    level = len(heading) - len(heading.lstrip("#"))
-    lines = text.splitlines()
-    start = lines.index(heading) + 1
-    fenced = False
-    for index in range(start, len(lines)):
-        fenced ^= lines[index].startswith("```")
-        if not fenced and re.match(rf"#{{1,{level}}} ", lines[index]):
-            return "\n".join(lines[start:index])
-    return "\n".join(lines[start:])
 
 
 def commands(text: str) -> str:
