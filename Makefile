@@ -18,7 +18,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 
 .PHONY: help setup setup-infra data bucket-start bucket-stop repro push pull metrics bento serve demo \
-        test test-main test-infra bench-train bench-serve plan lint clean
+        test test-main test-infra bench-train bench-serve plan lint clean image
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bento: $(STAMP) ## import the trained model into BentoML and build the bento
 serve: $(STAMP) ## serve the latest model on 127.0.0.1:3000
 	$(PY) -m serving.package --if-needed
 	bentoml serve serving.service:PlanetClassifier --host 127.0.0.1 --port 3000
+
+image: $(STAMP) ## the bento as an OCI image: buildah build, local registry, podman run, smoke test (root, Debian)
+	$(PY) -m local.image
 
 demo: $(STAMP) ## the whole local loop: data, bucket, pipeline, push, serve, predict
 	$(PY) -m local.demo

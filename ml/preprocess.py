@@ -24,6 +24,10 @@ COLOR_MODES: tuple[str, ...] = ("rgb", "grayscale")
 #: Refuse images with more pixels than this before decoding them (decompression bombs).
 DEFAULT_MAX_PIXELS = 25_000_000
 
+#: Raster formats Pillow decodes by itself. Anything else (EPS, PDF, ...) would reach external programs
+#: such as Ghostscript, so it is refused as "not a recognised image format".
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "ICO")
+
 ImageSource = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO | Image.Image
 
 
@@ -88,7 +92,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             with warnings.catch_warnings():
                 # Pillow warns (and raises past 2x) on its own global limit; ours is checked explicitly.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(stream)
+                image = Image.open(stream, formats=FORMATS)
                 width, height = image.size
                 if width * height > max_pixels:
                     raise InvalidImageError(
@@ -112,6 +116,18 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     return image
 
 
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16-bit and 32-bit greyscale to 8 bits; Pillow's own convert("L") clips them at 255 instead."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image, dtype=np.float64) / 257.0  # 65535 -> 255
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0  # [0, 1] floats or [0, 255]
+        return Image.fromarray(np.clip(np.nan_to_num(values * scale), 0, 255).astype(np.uint8), "L")
+    return image
+
+
 def _flatten_alpha(image: Image.Image) -> Image.Image:
     """Composite transparency onto black, the background of every training image."""
     if image.mode == "P" and "transparency" in image.info:
@@ -123,15 +139,19 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     return image
 
 
-def _pad_to_square(image: Image.Image) -> Image.Image:
-    """Letterbox on black so a round planet stays round whatever the aspect ratio."""
-    width, height = image.size
-    if width == height:
+def _fit_to_square(image: Image.Image, side: int) -> Image.Image:
+    """Scale the longest side to `side`, then letterbox on black, so a round planet stays round whatever the
+    aspect ratio. Scaling first keeps the work proportional to the output: padding a 1x100000 strip to a
+    square first would allocate a 100000x100000 canvas."""
+    if image.size != (side, side):
+        scale = side / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    if image.width == image.height:
         return image
-    side = max(width, height)
     fill = 0 if image.mode == "L" else (0, 0, 0)
     canvas = Image.new(image.mode, (side, side), fill)
-    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
     return canvas
 
 
@@ -143,12 +163,13 @@ def preprocess(
 ) -> np.ndarray:
     """Return a float32 array of shape ``config.input_shape`` with values in [0, 1]."""
     image = load_image(source, max_pixels=max_pixels)
-    image = ImageOps.exif_transpose(image) or image
-    image = _flatten_alpha(image)
+    try:
+        image = ImageOps.exif_transpose(image) or image
+    except Exception as exc:  # Pillow raises struct.error and others on a corrupt EXIF block
+        raise InvalidImageError(f"the image's EXIF data is corrupt ({type(exc).__name__}: {exc})") from exc
+    image = _flatten_alpha(_to_8bit(image))
     image = image.convert("RGB" if config.color_mode == "rgb" else "L")
-    image = _pad_to_square(image)
-    if image.size != (config.image_size, config.image_size):
-        image = image.resize((config.image_size, config.image_size), Image.Resampling.BILINEAR)
+    image = _fit_to_square(image, config.image_size)
     array = np.asarray(image, dtype=np.float32) / np.float32(255.0)
     if array.ndim == 2:
         array = array[..., np.newaxis]

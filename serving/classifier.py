@@ -100,7 +100,7 @@ class Classifier:
         arrays: list[np.ndarray] = []
         for data in uploads:
             try:
-                arrays.append(preprocess(data, self.preprocess, max_pixels=max_pixels))
+                arrays.append(self.prepare(data, max_pixels=max_pixels))
                 results.append(None)  # type: ignore[arg-type]  # filled below
             except InvalidImageError as exc:
                 results.append(exc)
@@ -108,6 +108,22 @@ class Classifier:
             probabilities = iter(self.predict(np.stack(arrays)))
             results = [next(probabilities) if r is None else r for r in results]
         return results
+
+    def prepare(self, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """One upload as model input, through `ml.preprocess` unchanged; any failure is an InvalidImageError.
+
+        Pillow raises more than it documents on hostile files; such an error belongs to this upload alone
+        and must not fail the other requests batched with it.
+        """
+        try:
+            return preprocess(data, self.preprocess, max_pixels=max_pixels)
+        except InvalidImageError:
+            raise
+        except Exception as exc:
+            raise InvalidImageError(
+                f"the image could not be processed ({type(exc).__name__}: {exc}); it may be corrupt: "
+                "re-save it as a plain JPEG or PNG"
+            ) from exc
 
     def warm_up(self) -> None:
         """Trace the graph for a single image and for a batch, so the first requests are not slow."""

@@ -41,7 +41,10 @@ class ServingSettings(BaseModel):
         10 * 1024 * 1024, ge=1024, le=1024**3, description="largest request body accepted, in bytes"
     )
     max_pixels: int = Field(
-        DEFAULT_MAX_PIXELS, ge=64, le=200_000_000, description="largest image (width x height) decoded"
+        DEFAULT_MAX_PIXELS,
+        ge=64,
+        le=200_000_000,
+        description="largest image decoded (width x height), and largest letterboxed square (longest side^2)",
     )
     max_batch_files: int = Field(64, ge=1, le=1024, description="most images in one /predict_batch request")
     max_batch_size: int = Field(64, ge=1, le=1024, description="most images in one model call")

@@ -7,6 +7,7 @@ turn each of them into a 4xx whose JSON body says what was wrong and what to sen
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from python_multipart.exceptions import FormParserError
@@ -74,6 +75,31 @@ def too_large_message(limit: int) -> str:
     )
 
 
+#: BentoML stores each upload in a temporary file whose name ends with the client's file name, and file
+#: systems allow 255 bytes per name: a longer one failed with a 500 (OSError: File name too long).
+MAX_FILENAME_BYTES = 200
+
+
+def check_filename(raw: bytes, rule: UploadRule) -> None:
+    """Refuse a file name that BentoML cannot use as a temporary file's suffix."""
+    try:  # decoded and cut to its last path component the way Starlette and BentoML do it
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        name = raw.decode("latin-1")
+    name = os.path.basename(name)
+    if "\0" in name:
+        raise UploadRejected(
+            400, f"the file name in '{rule.field}' contains a NUL character; rename the file"
+        )
+    size = len(name.encode())
+    if size > MAX_FILENAME_BYTES:
+        raise UploadRejected(
+            400,
+            f"the file name in '{rule.field}' is {size} bytes long, more than {MAX_FILENAME_BYTES}; "
+            f'rename the file, or send a shorter name (curl -F "{rule.field}=@FILE;filename=planet.jpg")',
+        )
+
+
 def check_form(body: bytes, boundary: bytes, rule: UploadRule) -> int:
     """Scan the part headers (not the data) and return the number of files; reject anything else."""
     parts: list[dict[bytes, bytes]] = []
@@ -131,6 +157,7 @@ def check_form(body: bytes, boundary: bytes, rule: UploadRule) -> int:
             raise UploadRejected(
                 400, f"the field '{rule.field}' must be a file upload, not a text value ({rule.example})"
             )
+        check_filename(options[b"filename"], rule)
         if size == 0:
             raise UploadRejected(
                 400, f"the upload in '{rule.field}' is empty (0 bytes); send a JPEG or PNG file"

@@ -2,7 +2,8 @@
 
 It reads the body of the guarded routes itself (bounded by the size limit, so a huge or endless upload is
 cut off early), checks the form with :mod:`serving.inputs`, and only then replays the body to BentoML.
-Every rejection is a JSON `{"error": ...}` with a 4xx status; other routes pass through untouched.
+Every rejection, a wrong method included, is a JSON `{"error": ...}` with a 4xx status; other routes pass
+through untouched.
 """
 
 from __future__ import annotations
@@ -27,13 +28,19 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def send_json_error(send: Send, status: int, message: str) -> None:
+async def send_json_error(
+    send: Send, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     body = json.dumps({"error": message}).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -51,8 +58,17 @@ class UploadGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rule = self.rules.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if rule is None or scope.get("method") != "POST":
+        if rule is None:
             await self.app(scope, receive, send)
+            return
+        if scope.get("method") != "POST":  # BentoML's own 405 is plain text
+            await send_json_error(
+                send,
+                405,
+                f"{scope.get('method')} is not allowed here; POST a multipart/form-data file in the field "
+                f"'{rule.field}' ({rule.example})",
+                headers=((b"allow", b"POST"),),
+            )
             return
         try:
             body = await self._read_checked_body(scope, receive, rule)

@@ -15,6 +15,7 @@ import functools
 import gc
 import os
 from pathlib import Path
+from typing import Annotated
 
 import bentoml
 import prometheus_client
@@ -90,7 +91,11 @@ class PlanetClassifier:
         return Prediction(**self.classifier.to_response(probabilities))
 
     @bentoml.api(route="/predict_batch")
-    async def predict_batch(self, images: list[Path]) -> list[Prediction]:
+    async def predict_batch(
+        self,
+        # The bounds UploadGuard enforces, stated in the OpenAPI schema too (minItems, maxItems).
+        images: Annotated[list[Path], Field(min_length=1, max_length=SETTINGS.max_batch_files)],
+    ) -> list[Prediction]:
         """Classify several images sent as repeated multipart fields `images`; answers in the same order."""
         results = await self.batcher.submit_many(
             [path.read_bytes() for path in images], return_exceptions=True

@@ -9,7 +9,7 @@ from tests.conftest import image_bytes, make_image
 
 
 @pytest.mark.parametrize("color_mode,channels", [("rgb", 3), ("grayscale", 1)])
-@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "LA", "CMYK", "I;16"])
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "LA", "CMYK"])
 def test_any_pillow_mode_gives_the_configured_shape_dtype_and_range(mode, color_mode, channels):
     array = preprocess(make_image(mode, (40, 40)), PreprocessConfig(32, color_mode))
     assert array.shape == (32, 32, channels)
@@ -100,3 +100,48 @@ def test_batch_stacks_and_handles_empty():
 def test_invalid_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         PreprocessConfig(**kwargs)
+
+
+@pytest.mark.parametrize("dtype,mode", [(np.uint16, "I;16"), (np.int32, "I")])
+def test_16_bit_greyscale_is_scaled_not_clipped(dtype, mode):
+    image = Image.fromarray(np.array([[0, 16384, 32768, 65535]], dtype=dtype))
+    assert image.mode == mode
+    as_png = [image_bytes(image, "PNG")] if mode == "I;16" else []  # Pillow writes no 32-bit PNG
+    for source in [image, *as_png]:
+        # a 4x1 strip becomes 8x2, letterboxed into rows 3 and 4 of the 8x8 output
+        row = preprocess(source, PreprocessConfig(8, "grayscale"))[3, :, 0]
+        assert np.all(np.diff(row) >= 0)
+        assert row[0] == pytest.approx(0.0, abs=0.01) and row[-1] == pytest.approx(1.0, abs=0.01)
+        assert 0.35 < row[4] < 0.65, "mid grey must stay mid grey, not clip to white"
+
+
+def test_float_images_in_unit_range_are_scaled():
+    image = Image.fromarray(np.full((8, 8), 0.5, dtype=np.float32), "F")
+    assert preprocess(image, PreprocessConfig(8, "grayscale")).mean() == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_long_thin_image_is_scaled_before_padding():
+    strip = Image.new("L", (1, 100_000), 255)  # padding first would need a 100000x100000 canvas
+    array = preprocess(strip, PreprocessConfig(16, "grayscale"))
+    assert array.shape == (16, 16, 1)
+    assert array.max() == pytest.approx(1.0), "the strip survives as one bright column"
+    assert array[:, 0, 0].max() == 0.0 and array[:, -1, 0].max() == 0.0, "the sides are padding"
+
+
+def test_formats_that_need_external_programs_are_refused():
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with pytest.raises(InvalidImageError, match="not a recognised image format"):
+        preprocess(eps)
+
+
+def test_corrupt_exif_is_an_invalid_image_not_a_crash(monkeypatch):
+    import struct
+
+    from ml import preprocess as module
+
+    def corrupt(image):
+        raise struct.error("unpack requires a buffer of 12 bytes")
+
+    monkeypatch.setattr(module.ImageOps, "exif_transpose", corrupt)
+    with pytest.raises(InvalidImageError, match="EXIF data is corrupt"):
+        preprocess(image_bytes(make_image()))

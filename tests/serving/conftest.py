@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,9 +39,30 @@ def disc(colour: tuple[int, int, int], size: tuple[int, int] = (48, 40), mode: s
     return Image.fromarray(rgb, "RGB").convert(mode)
 
 
-def encode(image: Image.Image, fmt: str = "JPEG") -> bytes:
+def encode(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def corrupt_exif_jpeg(colour: tuple[int, int, int]) -> bytes:
+    """A JPEG that decodes but whose EXIF makes Pillow's `exif_transpose` raise `struct.error`.
+
+    The orientation tag asks for a rotation, so Pillow rewrites the EXIF block, and tag 0x0156 (a SHORT
+    tag) holds an ASCII string it cannot pack back: a real mutation found by fuzzing the service.
+    """
+
+    def entry(tag: int, kind: int, count: int, value: bytes) -> bytes:
+        return struct.pack(">HHI", tag, kind, count) + value
+
+    exif = (
+        b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x02"
+        + entry(0x0156, 2, 4, b"cam\x00")  # ASCII where the tag wants SHORT
+        + entry(0x0112, 3, 1, b"\x00\x06\x00\x00")  # orientation 6: rotate
+        + b"\x00" * 4
+    )
+    buffer = io.BytesIO()
+    disc(colour).save(buffer, format="JPEG", exif=exif)
     return buffer.getvalue()
 
 

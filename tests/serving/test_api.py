@@ -11,8 +11,9 @@ from PIL import Image
 
 from ml.evaluate import predict_files
 from ml.preprocess import PreprocessConfig, preprocess_batch
+from serving.classifier import Classifier
 from tests.conftest import REAL_DATA
-from tests.serving.conftest import CLASSES, COLOURS, IMAGE_SIZE, disc, encode
+from tests.serving.conftest import CLASSES, COLOURS, IMAGE_SIZE, corrupt_exif_jpeg, disc, encode
 
 CONFIG = PreprocessConfig(IMAGE_SIZE, "rgb")
 
@@ -44,20 +45,36 @@ def test_predict_answers_the_class_of_the_dominant_colour(client, expected):
     assert body["probabilities"][expected] > 0.5
 
 
-@pytest.mark.parametrize(
-    "image,fmt",
-    [
-        (disc(COLOURS["Neptune"], mode="L"), "JPEG"),  # greyscale
-        (disc(COLOURS["Mars"], mode="RGBA"), "PNG"),  # transparency
-        (disc(COLOURS["Uranus"]), "PNG"),
-        (disc(COLOURS["Mars"], mode="P"), "PNG"),  # palette
-        (disc(COLOURS["Neptune"], size=(300, 120)), "JPEG"),  # wide: letterboxed
-    ],
-    ids=["greyscale-jpeg", "rgba-png", "rgb-png", "palette-png", "wide-jpeg"],
-)
-def test_other_image_kinds_get_the_same_answer_as_the_pipeline(client, keras_model, image, fmt):
-    data = encode(image, fmt)
-    response = post_image(client, data, filename=f"x.{fmt.lower()}")
+def exif_rotated_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees on display
+    return encode(disc(COLOURS["Uranus"], size=(48, 30)), "JPEG", exif=exif)
+
+
+IMAGE_KINDS = {
+    "greyscale-jpeg": encode(disc(COLOURS["Neptune"], mode="L")),
+    "rgba-png": encode(disc(COLOURS["Mars"], mode="RGBA"), "PNG"),
+    "rgb-png": encode(disc(COLOURS["Uranus"]), "PNG"),
+    "palette-png": encode(disc(COLOURS["Mars"], mode="P"), "PNG"),
+    "wide-jpeg": encode(disc(COLOURS["Neptune"], size=(300, 120))),  # letterboxed
+    "cmyk-jpeg": encode(disc(COLOURS["Mars"], mode="CMYK")),
+    "animated-gif": encode(
+        disc(COLOURS["Neptune"]), "GIF", save_all=True, append_images=[disc(COLOURS["Mars"])]
+    ),
+    "tiff": encode(disc(COLOURS["Uranus"]), "TIFF"),
+    "webp": encode(disc(COLOURS["Neptune"]), "WEBP"),
+    "bmp": encode(disc(COLOURS["Mars"]), "BMP"),
+    "ico": encode(disc(COLOURS["Uranus"]), "ICO"),
+    "exif-rotated-jpeg": exif_rotated_jpeg(),
+    "1x1-png": encode(Image.new("RGB", (1, 1), COLOURS["Mars"]), "PNG"),
+    "long-thin-png": encode(disc(COLOURS["Neptune"], size=(4000, 8)), "PNG"),  # square 16 M px: allowed
+}
+
+
+@pytest.mark.parametrize("kind", list(IMAGE_KINDS))
+def test_other_image_kinds_get_the_same_answer_as_the_pipeline(client, keras_model, kind):
+    data = IMAGE_KINDS[kind]
+    response = post_image(client, data, filename=f"x.{kind.rsplit('-', 1)[-1]}")
     assert response.status_code == 200, response.text
     body = response.json()
     assert_prediction_schema(body)
@@ -126,6 +143,10 @@ def corrupt_jpeg() -> bytes:
     return bytes(data)
 
 
+#: 1x100000 pixels in a few hundred bytes: letterboxing before resizing once made it a 100000x100000 canvas.
+LONG_LINE = encode(Image.new("RGB", (1, 100_000)), "PNG")
+
+
 def pixel_bomb() -> bytes:
     """A 6000x6000 PNG of a few KB: 36 M pixels, over the default 25 M limit."""
     buffer = io.BytesIO()
@@ -157,6 +178,21 @@ BAD_REQUESTS = {
         content=multipart([("image", "a.jpg", JPEG), ("extra", "b.bin", b"\xff\xfe")]), headers=MULTIPART
     ),
     "pixel-bomb": dict(files={"image": ("bomb.png", pixel_bomb(), "image/png")}),
+    # Found by the adversarial probe; each answered 500 (or worse) before the fix:
+    "corrupt-exif": dict(files={"image": ("exif.jpg", corrupt_exif_jpeg(COLOURS["Mars"]), "image/jpeg")}),
+    "filename-250-bytes": dict(content=multipart([("image", "a" * 246 + ".jpg", JPEG)]), headers=MULTIPART),
+    "filename-unicode-324-bytes": dict(
+        content=multipart([("image", "\U0001fa90" * 80 + ".jpg", JPEG)]), headers=MULTIPART
+    ),
+    "filename-with-nul": dict(content=multipart([("image", "a\x00b.jpg", JPEG)]), headers=MULTIPART),
+    # and a few more that were already refused properly:
+    "svg-named-jpeg": dict(
+        files={"image": ("x.jpg", b'<svg xmlns="http://www.w3.org/2000/svg"/>', "image/jpeg")}
+    ),
+    "jpeg-header-then-garbage": dict(
+        files={"image": ("x.jpg", JPEG[:200] + bytes(range(256)) * 8, "image/jpeg")}
+    ),
+    "batch-field-on-predict": dict(files={"images": ("a.jpg", JPEG, "image/jpeg")}),
 }
 
 EXPECTED = {  # status, a phrase the error must contain
@@ -175,6 +211,13 @@ EXPECTED = {  # status, a phrase the error must contain
     "two-images-to-predict": (400, "/predict_batch"),
     "extra-binary-field": (400, "unexpected form field 'extra'"),
     "pixel-bomb": (400, "pixels"),
+    "corrupt-exif": (400, "EXIF data is corrupt"),
+    "filename-250-bytes": (400, "250 bytes long, more than 200"),
+    "filename-unicode-324-bytes": (400, "324 bytes long, more than 200"),
+    "filename-with-nul": (400, "NUL character"),
+    "svg-named-jpeg": (400, "not a recognised image format"),
+    "jpeg-header-then-garbage": (400, "image"),
+    "batch-field-on-predict": (400, "unexpected form field 'images'"),
 }
 
 
@@ -208,6 +251,57 @@ def test_batch_with_a_bad_image_names_every_bad_file(client):
     assert "images[1]" in error and "images[2]" in error and "images[0]" not in error
 
 
+def test_a_file_that_breaks_the_decoder_fails_only_its_own_slot(client):
+    """Pillow's struct.error on a corrupt EXIF used to fail every request batched with it (a 500 for all)."""
+    files = [
+        ("images", ("a.jpg", JPEG, "image/jpeg")),
+        ("images", ("b.jpg", corrupt_exif_jpeg(COLOURS["Neptune"]), "image/jpeg")),
+        ("images", ("c.png", pixel_bomb(), "image/png")),
+    ]
+    response = client.post("/predict_batch", files=files)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "images[1]: the image's EXIF data is corrupt" in error
+    assert "images[2]: the image is" in error and "pixels" in error
+    assert "images[0]" not in error
+
+
+def test_classify_isolates_each_upload(keras_model):
+    """Within one model call, bad uploads get their own error and the good ones are still classified."""
+    classifier = Classifier(model=keras_model, classes=CLASSES, preprocess=CONFIG)
+    good = encode(disc(COLOURS["Uranus"]))
+    results = classifier.classify([corrupt_exif_jpeg(COLOURS["Mars"]), good, pixel_bomb(), good])
+    assert [type(r).__name__ for r in results] == [
+        "InvalidImageError",
+        "ndarray",
+        "InvalidImageError",
+        "ndarray",
+    ]
+    np.testing.assert_allclose(results[1], expected_probabilities(keras_model, [good])[0], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["../../../../tmp/orbit-traversal.jpg", "/etc/passwd", "планета \U0001fa90.jpg", "b" * 196 + ".jpg", ""],
+    ids=["traversal", "absolute", "unicode", "200-bytes", "empty"],
+)
+def test_odd_but_usable_file_names_are_served(client, filename):
+    response = client.post("/predict", content=multipart([("image", filename, JPEG)]), headers=MULTIPART)
+    assert response.status_code == 200, response.text
+    assert response.json()["prediction"] == "Mars"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD"])
+@pytest.mark.parametrize("route", ["/predict", "/predict_batch"])
+def test_wrong_method_gets_a_json_405(client, method, route):
+    response = client.request(method, route)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["content-type"] == "application/json"
+    if method != "HEAD":
+        assert f"{method} is not allowed here; POST a multipart/form-data file" in response.json()["error"]
+
+
 def test_batch_with_too_many_files_is_refused(client):
     from serving.service import SETTINGS
 
@@ -228,4 +322,19 @@ def test_health_and_openapi(client):  # /metrics needs the multi-process server:
     assert client.get("/readyz").status_code == 200
     spec = client.get("/docs.json").json()
     assert {"/predict", "/predict_batch"} <= set(spec["paths"])
-    assert client.get("/predict").status_code == 405
+    from serving.service import SETTINGS
+
+    images = spec["components"]["schemas"]["predict_batch__Input"]["properties"]["images"]
+    assert (images["minItems"], images["maxItems"]) == (1, SETTINGS.max_batch_files)  # the guard's bounds
+
+
+@pytest.mark.parametrize(
+    "image",
+    [Image.new("RGB", (1, 100_000), (255, 255, 255)), Image.new("RGB", (20_000, 2), (255, 255, 255))],
+    ids=["1x100000-png", "20000x2-png"],
+)
+def test_long_thin_images_are_served_without_a_huge_canvas(client, image):
+    """Scaling before letterboxing keeps the work proportional to the model's input, whatever the shape."""
+    response = client.post("/predict", files={"image": ("line.png", encode(image, "PNG"), "image/png")})
+    assert response.status_code == 200, response.text
+    assert sum(response.json()["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)

@@ -10,7 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.serving.conftest import CLASSES, COLOURS, SERVER_MAX_BATCH_FILES, SERVER_MAX_UPLOAD, disc, encode
+from tests.serving.conftest import (
+    CLASSES,
+    COLOURS,
+    SERVER_MAX_BATCH_FILES,
+    SERVER_MAX_UPLOAD,
+    corrupt_exif_jpeg,
+    disc,
+    encode,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +111,45 @@ def test_concurrent_requests_all_answered_and_counted_in_metrics(server_url):
     assert batch_size_total(server_url) - before == len(colours)  # every image went through the model once
     metrics = httpx.get(f"{server_url}/metrics", timeout=10).text
     assert "bentoml_service_request_total" in metrics or "bentoml_api_server_request_total" in metrics
+
+
+def test_a_storm_of_bad_requests_leaves_good_ones_answered_correctly(server_url):
+    """Bad requests interleaved with good ones at concurrency 16; then the server is still ready and right.
+
+    The corrupt-EXIF upload used to fail every good request that shared its model batch with a 500.
+    """
+    boundary = "orbit-storm"
+    cut = f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'.encode()
+    bad = [
+        dict(files={"image": ("exif.jpg", corrupt_exif_jpeg(COLOURS["Mars"]))}),
+        dict(files={"image": ("page.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n")}),
+        dict(files={"image": ("n" * 300 + ".jpg", JPEG)}),
+        dict(files={"image": ("t.jpg", b"not an image at all")}),
+        dict(content=b'{"image": "a.jpg"}', headers={"Content-Type": "application/json"}),
+        dict(content=cut + JPEG[:500], headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}),
+        dict(method="GET"),
+    ]
+    good = {name: encode(disc(COLOURS[name])) for name in CLASSES}
+    plan = [("good", CLASSES[i % 3]) if i % 2 == 0 else ("bad", (i // 2) % len(bad)) for i in range(112)]
+
+    def call(item: tuple[str, object]) -> tuple[str, object, int, dict]:
+        kind, which = item
+        with httpx.Client(timeout=60) as client:
+            if kind == "good":
+                response = client.post(f"{server_url}/predict", files={"image": ("p.jpg", good[which])})
+            else:
+                options = dict(bad[which])
+                response = client.request(options.pop("method", "POST"), f"{server_url}/predict", **options)
+        is_json = response.headers.get("content-type", "").startswith("application/json")
+        return kind, which, response.status_code, response.json() if is_json else {"text": response.text}
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(call, plan))
+    for kind, which, status, body in outcomes:
+        if kind == "good":
+            assert (status, body.get("prediction")) == (200, which), body
+        else:
+            assert 400 <= status < 500 and body.get("error"), (bad[which], status, body)
+    assert httpx.get(f"{server_url}/readyz", timeout=10).status_code == 200
+    after = httpx.post(f"{server_url}/predict", files={"image": ("p.jpg", good["Neptune"])}, timeout=30)
+    assert after.json()["prediction"] == "Neptune"
