@@ -200,8 +200,9 @@ def bench_server(
 def in_process_limit(model_dir: Path, images: list[bytes], seconds: float) -> float:
     """Images per second for decode + preprocess + batched inference, no HTTP: the ceiling for the server."""
     from serving.classifier import Classifier
+    from serving.config import load_settings
 
-    classifier = Classifier.load(model_dir)
+    classifier = Classifier.load(model_dir, threads=load_settings().inference_threads)  # as the server runs
     classifier.warm_up()
     classifier.classify(images[:64])
     done = 0

@@ -24,6 +24,7 @@ ENV_VARS: dict[str, str] = {
     "ORBIT_MAX_BATCH_FILES": "max_batch_files",
     "ORBIT_MAX_BATCH_SIZE": "max_batch_size",
     "ORBIT_WORKERS": "workers",
+    "ORBIT_INFERENCE_THREADS": "inference_threads",
     "ORBIT_ACCESS_LOG": "access_log",
     "ORBIT_TRACE_PREDICTIONS": "trace_predictions",
 }
@@ -49,6 +50,9 @@ class ServingSettings(BaseModel):
     max_batch_files: int = Field(64, ge=1, le=1024, description="most images in one /predict_batch request")
     max_batch_size: int = Field(64, ge=1, le=1024, description="most images in one model call")
     workers: int = Field(1, ge=1, le=64, description="server processes, each with its own copy of the model")
+    inference_threads: int = Field(
+        1, ge=1, le=256, description="TensorFlow threads per worker; 1 leaves a core to the HTTP event loop"
+    )
     # Both off by default: together they cost about a third of the throughput (docs/serving.md).
     access_log: bool = Field(False, description="log one line per request")
     trace_predictions: bool = Field(False, description="OpenTelemetry spans for /predict and /predict_batch")

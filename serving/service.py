@@ -70,7 +70,7 @@ class PlanetClassifier:
                 f"model {SETTINGS.model_tag} is not in the BentoML store at {home}; "
                 "run `python -m serving.package` (part of `make bento` and `make serve`) first"
             )
-        self.classifier = Classifier.load(self.model_ref.path)
+        self.classifier = Classifier.load(self.model_ref.path, threads=SETTINGS.inference_threads)
         self.classifier.warm_up()
         # TensorFlow leaves ~400k Python objects; a full collection walking them stalls requests ~170 ms.
         # Freezing moves everything alive now out of the collector's reach: p99 at c=16 roughly halves.

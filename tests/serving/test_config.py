@@ -53,3 +53,30 @@ def test_bentofile_has_only_the_serving_dependencies_and_builds_offline():
     yaml.safe_load(yaml.safe_dump(config))  # serialisable as the bentofile.yaml it becomes
     for pattern in config["include"]:
         assert list(REPO_ROOT.glob(pattern)), f"include pattern {pattern} matches nothing"
+
+
+def test_inference_threads_default_to_one_and_are_applied_by_the_loader(model_dir):
+    """A fresh process (as a server worker is) gets TensorFlow's pools capped by Classifier.load."""
+    import subprocess
+    import sys
+
+    assert load_settings({}).inference_threads == 1
+    assert load_settings({"ORBIT_INFERENCE_THREADS": "3"}).inference_threads == 3
+    with pytest.raises(ServingSettingsError, match="ORBIT_INFERENCE_THREADS"):
+        load_settings({"ORBIT_INFERENCE_THREADS": "0"})
+    probe = (
+        "import sys, tensorflow as tf\n"
+        "from serving.classifier import Classifier\n"
+        "Classifier.load(sys.argv[1], threads=2)\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(model_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["2", "2"]
