@@ -45,7 +45,7 @@ class ServingSettings(BaseModel):
         DEFAULT_MAX_PIXELS,
         ge=64,
         le=200_000_000,
-        description="largest image decoded (width x height), and largest letterboxed square (longest side^2)",
+        description="largest image decoded (width x height), checked before any pixel is decoded",
     )
     max_batch_files: int = Field(64, ge=1, le=1024, description="most images in one /predict_batch request")
     max_batch_size: int = Field(64, ge=1, le=1024, description="most images in one model call")
