@@ -141,28 +141,21 @@ class Runners(pulumi.ComponentResource):
             parent=self, provider=provider,
             depends_on=[self.controller, self.github_secret, self.service_account],
         )
-        self.cpu_scale_set = k8s.helm.v3.Release(
-            "cpu-scale-set",
-            name=cfg.name("cpu"),
-            chart=f"{CHARTS}/gha-runner-scale-set",
-            version=r.chart_version,
-            namespace=RUNNERS_NAMESPACE,
-            values=scale_set_values(cfg, gpu=False),
-            cleanup_on_fail=True,
-            opts=scale_set_opts,
-        )
-        self.gpu_scale_set = None
-        if cfg.cluster.gpu.enabled:
-            self.gpu_scale_set = k8s.helm.v3.Release(
-                "gpu-scale-set",
-                name=cfg.name("gpu"),
+        def scale_set(gpu: bool) -> k8s.helm.v3.Release:
+            kind = "gpu" if gpu else "cpu"
+            return k8s.helm.v3.Release(
+                f"{kind}-scale-set",
+                name=cfg.name(kind),
                 chart=f"{CHARTS}/gha-runner-scale-set",
                 version=r.chart_version,
                 namespace=RUNNERS_NAMESPACE,
-                values=scale_set_values(cfg, gpu=True),
+                values=scale_set_values(cfg, gpu=gpu),
                 cleanup_on_fail=True,
                 opts=scale_set_opts,
             )
+
+        self.cpu_scale_set = scale_set(gpu=False)
+        self.gpu_scale_set = scale_set(gpu=True) if cfg.cluster.gpu.enabled else None
         self.runner_labels = [cfg.name("cpu")] + ([cfg.name("gpu")] if self.gpu_scale_set else [])
         self.register_outputs({"runs_on": self.runner_labels})
 
