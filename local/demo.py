@@ -26,12 +26,23 @@ STEPS = 6
 SAMPLES_PER_RUN = 5
 
 
+def _style(code: str, stream=sys.stdout) -> tuple[str, str]:
+    """ANSI style for a terminal; plain text in logs, pipes and with NO_COLOR set."""
+    if stream.isatty() and not os.environ.get("NO_COLOR"):
+        return f"\033[{code}m", "\033[0m"
+    return "", ""
+
+
+BOLD, RESET = _style("1")
+RED, RED_RESET = _style("31", sys.stderr)
+
+
 class DemoError(RuntimeError):
     """A step failed; the message says which and what to try."""
 
 
 def _banner(number: int, title: str) -> float:
-    print(f"\n\033[1m[{number}/{STEPS}] {title}\033[0m", flush=True)
+    print(f"\n{BOLD}[{number}/{STEPS}] {title}{RESET}", flush=True)
     return time.monotonic()
 
 
@@ -137,7 +148,7 @@ def step_serve(root: Path) -> list[dict]:
 
 
 def summary(root: Path, source: str, results: list[dict], elapsed: float) -> None:
-    print(f"\n\033[1m[6/{STEPS}] Summary\033[0m")
+    print(f"\n{BOLD}[6/{STEPS}] Summary{RESET}")
     metrics_path = root / "evaluation" / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     right = sum(r["prediction"] == r["truth"] for r in results)
@@ -162,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=PACKAGE_ROOT, help="the orbit checkout to run in")
     root = parser.parse_args(argv).repo.resolve()
     began = time.monotonic()
-    print("\033[1morbit demo\033[0m: the whole loop on this machine, no cloud account needed")
+    print(f"{BOLD}orbit demo{RESET}: the whole loop on this machine, no cloud account needed")
     started_bucket = False
     try:
         load_params(root / "params.yaml")  # a wrong value fails here, before any step runs
@@ -172,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         step_push(root)
         results = step_serve(root)
     except (DemoError, ParamsError) as exc:
-        print(f"\n\033[31mdemo stopped:\033[0m {exc}", file=sys.stderr)
+        print(f"\n{RED}demo stopped:{RED_RESET} {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
