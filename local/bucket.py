@@ -298,6 +298,15 @@ def start(
         created = create_bucket(endpoint, bucket)
         configure_remote(repo, name, endpoint)
     except BaseException:
+        # End the process through the handle we hold (no pid-reuse question can arise), then let stop()
+        # clear the state file and the remote's endpoint.
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT_S)
         stop(repo, state=state, quiet=True)
         raise
     print(
