@@ -75,13 +75,14 @@ def too_large_message(limit: int) -> str:
     )
 
 
-#: BentoML stores each upload in a temporary file whose name ends with the client's file name, and file
-#: systems allow 255 bytes per name: a longer one failed with a 500 (OSError: File name too long).
+#: BentoML's own `Path` parameters store each upload in a temporary file whose name ends with the client's
+#: file name, and file systems allow 255 bytes per name: a longer one failed with a 500. The prediction APIs
+#: now keep uploads in memory (serving.uploads); the limit stays so that no API taking a `Path` can fail so.
 MAX_FILENAME_BYTES = 200
 
 
 def check_filename(raw: bytes, rule: UploadRule) -> None:
-    """Refuse a file name that BentoML cannot use as a temporary file's suffix."""
+    """Refuse a file name that BentoML could not use as a temporary file's suffix."""
     try:  # decoded and cut to its last path component the way Starlette and BentoML do it
         name = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import gc
 import os
-from pathlib import Path
 from typing import Annotated
 
 import bentoml
@@ -28,6 +27,7 @@ from serving.classifier import Classifier, ModelBundleError
 from serving.config import load_settings
 from serving.inputs import UploadRule
 from serving.middleware import UploadGuard
+from serving.uploads import UploadedFile
 
 SETTINGS = load_settings()
 
@@ -82,7 +82,7 @@ class PlanetClassifier:
         )
 
     @bentoml.api(route="/predict")
-    async def predict(self, image: Path) -> Prediction:
+    async def predict(self, image: UploadedFile) -> Prediction:
         """Classify one image (JPEG or PNG, colour, greyscale or transparent) sent in the field `image`."""
         try:
             probabilities = await self.batcher.submit(image.read_bytes())
@@ -94,7 +94,7 @@ class PlanetClassifier:
     async def predict_batch(
         self,
         # The bounds UploadGuard enforces, stated in the OpenAPI schema too (minItems, maxItems).
-        images: Annotated[list[Path], Field(min_length=1, max_length=SETTINGS.max_batch_files)],
+        images: Annotated[list[UploadedFile], Field(min_length=1, max_length=SETTINGS.max_batch_files)],
     ) -> list[Prediction]:
         """Classify several images sent as repeated multipart fields `images`; answers in the same order."""
         results = await self.batcher.submit_many(
