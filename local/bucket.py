@@ -31,6 +31,8 @@ from pathlib import Path
 
 import psutil
 
+from local.net import free_port
+
 HOST = "127.0.0.1"
 DEFAULT_REMOTE = "storage"
 PROJECT = "orbit-local"
@@ -182,12 +184,6 @@ def running(state: Path) -> BucketState | None:
     return recorded if recorded and _process(recorded) else None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def _pick_port(port: int | None) -> int:
     if port is None and os.environ.get(PORT_ENV):
         try:
@@ -195,7 +191,7 @@ def _pick_port(port: int | None) -> int:
         except ValueError:
             raise BucketError(f"{PORT_ENV} must be a port number; got {os.environ[PORT_ENV]!r}") from None
     if port is None:
-        return _free_port()
+        return free_port()
     if not 1 <= port <= 65535:
         raise BucketError(f"port must be from 1 to 65535; got {port}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

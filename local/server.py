@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,14 @@ from pathlib import Path
 
 import httpx
 
+from local.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SERVICE = "serving.service:PlanetClassifier"
 
 
 class ServerError(RuntimeError):
     """The server did not become ready; the message carries the end of its log."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

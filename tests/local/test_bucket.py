@@ -15,6 +15,7 @@ import pytest
 
 from local import bucket
 from local.bucket import BucketError
+from local.net import free_port
 from ml.synthetic import generate_dataset
 from tests.conftest import REPO_ROOT
 
@@ -27,12 +28,6 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -100,7 +95,7 @@ def test_push_restart_pull_roundtrip_is_byte_identical(cli, dvc_repo, capsys):
     originals = {p.relative_to(dvc_repo): p.read_bytes() for p in (dvc_repo / "data" / "raw").rglob("*.jpg")}
     _run(DVC, "add", "-q", "data/raw", cwd=dvc_repo)
 
-    port = _free_port()
+    port = free_port()
     started = cli("start", port=port)
     state = json.loads((cli.state / "bucket.json").read_text())
     assert state["port"] == port and state["bucket"] == "orbit-test-google" and state["remote"] == "storage"
@@ -176,7 +171,7 @@ def test_a_failed_start_ends_the_emulator_it_launched(light_repo, tmp_path, monk
     monkeypatch.setattr(bucket.subprocess, "Popen", RecordingPopen)
     try:
         with pytest.raises(BucketError, match="refused"):
-            bucket.start(light_repo, state=tmp_path / "state", port=_free_port())
+            bucket.start(light_repo, state=tmp_path / "state", port=free_port())
         assert len(launched) == 1 and "gcp_storage_emulator" in launched[0].args
         assert launched[0].poll() is not None, "start must end the emulator it launched"
     finally:
