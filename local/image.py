@@ -34,7 +34,7 @@ import httpx
 import yaml
 
 from ci import image as ci_image
-from local.server import free_port
+from local.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".orbit"
