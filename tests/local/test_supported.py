@@ -39,3 +39,11 @@ def test_it_runs_as_a_plain_script_as_the_makefile_calls_it():
         [sys.executable, "local/supported.py"], cwd=REPO_ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_linux_only_tests_are_skipped_with_a_reason_off_linux():
+    from tests.conftest import linux_only_skip
+
+    assert linux_only_skip("linux") is None
+    skip = linux_only_skip("darwin")
+    assert skip.mark.name == "skip" and "darwin" in skip.mark.kwargs["reason"]
