@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ci import platforms
 from ci.platforms import ENVIRONMENTS, PLATFORMS, Platform, explain, index_args, parse_pip_config
@@ -159,3 +160,49 @@ def test_an_unreachable_index_is_not_mistaken_for_a_missing_wheel(tmp_path, monk
     pyproject = write_pyproject(tmp_path, {"ml": ["orbit-probe-package==1.0"]})
     with pytest.raises(platforms.IndexUnreachable, match="could not reach the package index"):
         platforms.check(pyproject, (LINUX_X86,), extra_args=[])
+
+
+# --- the Makefile and scripts a Mac runs -----------------------------------------------------------------
+
+#: GNU make features newer than the 3.81 that macOS ships, and GNU-only flags of the tools recipes call.
+NEWER_THAN_MAKE_381 = {
+    ".ONESHELL": "3.82",
+    ".RECIPEPREFIX": "3.82",
+    "undefine ": "3.82",
+    "private ": "3.82",
+    "$(file ": "4.0",
+    "::=": "4.0",
+    "!=": "4.0 (shell assignment)",
+    "&:": "4.3 (grouped targets)",
+    "$(guile ": "4.0",
+    "--output-sync": "4.0",
+}
+GNU_ONLY = ("sed -i", "readlink -f", "grep -P", "xargs -r", "date -d", "stat -c", "find -printf", "/proc/")
+
+
+@pytest.mark.parametrize("path", ["Makefile", ".ci/run"])
+def test_make_and_scripts_keep_to_what_macos_ships(path):
+    text = (ROOT / path).read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    if path == "Makefile":  # make's own syntax is outside the recipes (a recipe's `!=` is the shell's)
+        syntax = "\n".join(line for line in code.splitlines() if not line.startswith("\t"))
+        newer = {feature: since for feature, since in NEWER_THAN_MAKE_381.items() if feature in syntax}
+        assert newer == {}, f"GNU make 3.81 (macOS) lacks these; they came in: {newer}"
+    assert [flag for flag in GNU_ONLY if flag in code] == []
+
+
+def test_readme_platform_table_names_what_ci_and_the_makefile_use():
+    """The commands, variables and runner labels the README's "Supported platforms" gives can drift."""
+    from ci.check_workflows import make_targets
+    from tests.markdown import section
+
+    text = section((ROOT / "README.md").read_text(), "## Supported platforms")
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "test.yml").read_text())["jobs"]
+    for job in jobs.values():
+        assert f"`{job['runs-on']}`" in text or job["runs-on"].startswith("ubuntu-latest")
+    makefile = (ROOT / "Makefile").read_text()
+    for variable in re.findall(r"make \w+ ([A-Z_]+)=", text):
+        assert re.search(rf"^{variable} \??=", makefile, re.M), f"README sets {variable}; Makefile has none"
+    for target in re.findall(r"`make ([a-z-]+)", text):
+        assert target in make_targets(ROOT / "Makefile"), target
+    assert "python -m ci.platforms" in text and (ROOT / "ci" / "platforms.py").is_file()
