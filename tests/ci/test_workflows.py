@@ -154,8 +154,8 @@ def test_each_job_authenticates_as_the_identity_it_needs():
         "infra.yml:preview": "PREVIEW_SERVICE_ACCOUNT",
         "infra.yml:up": "DEPLOYER_SERVICE_ACCOUNT",
         "test.yml:test": "",
-        "test.yml:macos-arm64": "",
-        "test.yml:linux-arm64": "",
+        "test.yml:macos-arm": "",
+        "test.yml:linux-arm": "",
         "train.yml:train": "CI_SERVICE_ACCOUNT",
     }
 
@@ -163,9 +163,9 @@ def test_each_job_authenticates_as_the_identity_it_needs():
 def test_the_suite_and_the_demo_run_on_apple_silicon_and_arm64_linux():
     """Issue 14: the laptops users carry; same actions at the same pins as the x86_64 job, read-only."""
     jobs = load("test")["jobs"]
-    assert jobs["macos-arm64"]["runs-on"] == "macos-15"
-    assert jobs["linux-arm64"]["runs-on"] == "ubuntu-24.04-arm"
-    for name in ("macos-arm64", "linux-arm64"):
+    assert jobs["macos-arm"]["runs-on"] == "macos-15"
+    assert jobs["linux-arm"]["runs-on"] == "ubuntu-24.04-arm"
+    for name in ("macos-arm", "linux-arm"):
         job = jobs[name]
         assert job["permissions"] == {"contents": "read"}
         assert [s["uses"] for s in job["steps"] if "uses" in s] == [
