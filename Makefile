@@ -24,6 +24,7 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) local/supported.py
 	@echo "==> creating $(VENV) (TensorFlow, DVC, BentoML: about a minute the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
@@ -31,6 +32,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 $(INFRA_STAMP): pyproject.toml
+	@$(PYTHON) local/supported.py
 	@echo "==> creating $(INFRA_VENV) (Pulumi SDK, pulumi-gcp, pulumi-kubernetes, policy SDK)"
 	@test -x $(INFRA_PY) || $(PYTHON) -m venv $(INFRA_VENV)
 	@$(INFRA_PY) -m pip install --quiet --upgrade pip
@@ -41,8 +43,12 @@ setup: $(STAMP) ## create .venv with everything training, serving and the tests 
 
 setup-infra: $(INFRA_STAMP) ## create .venv-infra for the Pulumi program and its policy pack
 
-data: $(STAMP) ## get data/raw (source in params.yaml), validate it and track it with DVC
-	$(PY) -m ml.data fetch
+# DATA_SOURCE=folder|url|synthetic overrides data.source of params.yaml for `make data` and `make demo`.
+DATA_SOURCE ?=
+SOURCE_ARG := $(if $(DATA_SOURCE),--source $(DATA_SOURCE))
+
+data: $(STAMP) ## get data/raw (source in params.yaml, or DATA_SOURCE=), validate it and track it with DVC
+	$(PY) -m ml.data fetch $(SOURCE_ARG)
 	dvc add data/raw
 
 bucket-start: $(STAMP) ## start the emulated GCS bucket on loopback and point the DVC remote at it
@@ -74,8 +80,8 @@ serve: $(STAMP) ## serve the latest model on 127.0.0.1:3000
 image: $(STAMP) ## the bento as an OCI image: buildah build, local registry, podman run, smoke test (root, Debian)
 	$(PY) -m local.image
 
-demo: $(STAMP) ## the whole local loop: data, bucket, pipeline, push, serve, predict
-	$(PY) -m local.demo
+demo: $(STAMP) ## the whole local loop: data, bucket, pipeline, push, serve, predict (DATA_SOURCE=synthetic: no data needed)
+	$(PY) -m local.demo $(SOURCE_ARG)
 
 test: $(STAMP) $(INFRA_STAMP) ## the whole test suite
 	$(PY) -m pytest tests --ignore=tests/infra

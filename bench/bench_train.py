@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from cpus import pin_to_target_cpus  # bench/ is on sys.path when run as a script
+from cpus import pin_to_target_cpus, usable_cpus  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("ORBIT_REAL_DATA", REPO.parent / "shared" / "data" / "planets" / "raw"))
@@ -53,7 +53,8 @@ def run_process(args: list[str], cwd: Path, env: dict[str, str]) -> Run:
     if proc.returncode != 0:
         command = " ".join(args)
         sys.exit(f"bench-train: `{command}` failed in {cwd} (exit {proc.returncode}):\n{output[-3000:]}")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, output)
+    rss_unit = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / rss_unit, output)
 
 
 def make_workspace(root: Path, data: Path, seed: int) -> Path:
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  no-op dvc repro   {_join(noop, 2)} s (median {median_noop:.2f})   "
           f"target <= {TARGET_NOOP_S:.0f} s: {_verdict(median_noop <= TARGET_NOOP_S)}")
     load_after = os.getloadavg()
-    n_cpus = len(os.sched_getaffinity(0))
+    n_cpus = usable_cpus()
     busy = max(load_before[0], load_after[0]) > n_cpus
     note = f" (above {n_cpus} CPUs: other work shared the cores, wall times are inflated)"
     print(f"  load average      {load_before[0]:.1f} before, {load_after[0]:.1f} after{note if busy else ''}")

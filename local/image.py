@@ -94,6 +94,15 @@ def install_command(packages: Sequence[str]) -> list[str]:
     return ["apt-get", "install", "-y", "--no-install-recommends", *packages]
 
 
+def require_linux(system: str = sys.platform) -> None:
+    """Say up front that this needs Debian's tools, rather than fail on a missing apt-get on a Mac."""
+    if system != "linux":
+        raise LocalImageError(
+            f"`make image` runs on Debian or Ubuntu only (apt, debootstrap, buildah and podman, as root); "
+            f"this is {system}. The deploy workflow builds the image on Linux; on a Mac, use a Linux VM."
+        )
+
+
 def ensure_tools(which=shutil.which, run: Runner = _run, euid: int | None = None) -> None:
     missing = missing_packages(which)
     if not missing:
@@ -431,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             raise LocalImageError(f"--images {images} is not a folder of <Class>/*.jpg")
         if args.per_class < 1:
             raise LocalImageError("--per-class must be at least 1")
+        require_linux()
         _step("checking the container tools")
         ensure_tools()
         os.environ.update(write_config(STATE))

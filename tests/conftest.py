@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,17 @@ def real_data() -> Path:
     if not (REAL_DATA.is_dir() and any(REAL_DATA.iterdir())):
         pytest.skip(f"real data not found at {REAL_DATA} (set ORBIT_REAL_DATA to run these tests)")
     return REAL_DATA
+
+
+def linux_only_skip(system: str = sys.platform) -> pytest.MarkDecorator | None:
+    """The skip for `@pytest.mark.linux_only` tests (apt, root, /proc) off Linux; None on Linux."""
+    if system.startswith("linux"):
+        return None
+    return pytest.mark.skip(reason=f"needs Linux-only tools (marked linux_only); this is {system}")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = linux_only_skip()
+    for item in items:
+        if skip and "linux_only" in item.keywords:
+            item.add_marker(skip)

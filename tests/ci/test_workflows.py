@@ -154,8 +154,26 @@ def test_each_job_authenticates_as_the_identity_it_needs():
         "infra.yml:preview": "PREVIEW_SERVICE_ACCOUNT",
         "infra.yml:up": "DEPLOYER_SERVICE_ACCOUNT",
         "test.yml:test": "",
+        "test.yml:macos-arm": "",
+        "test.yml:linux-arm": "",
         "train.yml:train": "CI_SERVICE_ACCOUNT",
     }
+
+
+def test_the_suite_and_the_demo_run_on_apple_silicon_and_arm64_linux():
+    """Issue 14: the laptops users carry; same actions at the same pins as the x86_64 job, read-only."""
+    jobs = load("test")["jobs"]
+    assert jobs["macos-arm"]["runs-on"] == "macos-15"
+    assert jobs["linux-arm"]["runs-on"] == "ubuntu-24.04-arm"
+    for name in ("macos-arm", "linux-arm"):
+        job = jobs[name]
+        assert job["permissions"] == {"contents": "read"}
+        assert [s["uses"] for s in job["steps"] if "uses" in s] == [
+            s["uses"] for s in jobs["test"]["steps"] if "uses" in s
+        ]
+        runs = [s["run"] for s in job["steps"] if "run" in s]
+        assert runs == ["make test", "make demo DATA_SOURCE=synthetic"]
+        assert job["steps"][-1]["if"] == "${{ !cancelled() }}"  # the demo runs even when a test failed
 
 
 def test_deploy_builds_the_image_then_releases_the_tag_the_build_pushed():

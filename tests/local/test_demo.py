@@ -97,3 +97,16 @@ def test_demo_reports_bad_params_without_a_traceback(checkout):
     result = _demo(repo, env)
     assert result.returncode == 1
     assert "prepare.split" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_explicit_source_is_passed_to_ml_data(tmp_path, monkeypatch):
+    # `make demo DATA_SOURCE=synthetic` (CI on macOS, arm64): no fallback through the folder or the URL.
+    from local import demo
+
+    commands = []
+    monkeypatch.setattr(demo, "_run", lambda root, *args, **kwargs: commands.append(args))
+    assert "(synthetic)" in demo.step_data(tmp_path, "synthetic")
+    assert commands[0][1:] == ("-m", "ml.data", "fetch", "--source", "synthetic")
+    commands.clear()
+    demo.step_data(tmp_path)
+    assert commands[0][1:] == ("-m", "ml.data", "fetch")

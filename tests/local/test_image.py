@@ -37,6 +37,12 @@ def test_missing_packages_maps_binaries_to_debian_packages():
     assert image.missing_packages(which_without("docker-registry", "podman")) == ["podman", "docker-registry"]
 
 
+def test_off_linux_it_says_it_needs_debian_before_touching_anything():
+    image.require_linux("linux")
+    with pytest.raises(LocalImageError, match=r"Debian or Ubuntu only .* this is darwin"):
+        image.require_linux("darwin")
+
+
 def test_nothing_is_installed_when_every_tool_is_there():
     run = Recorder()
     image.ensure_tools(which_without(), run, euid=1000)
