@@ -766,14 +766,14 @@ def read_stack_file(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
 
 ACCESS_MODES = ("public", "iap", "internal")
 EXPOSED_MODES = ("public", "iap")  # the modes served by the HTTPS gateway on orbit:serviceDomain
-# The service's own request-body limit (serving/config.py: ORBIT_MAX_UPLOAD_BYTES); the edge cap defaults to it.
+# The service's own request-body limit (serving/config.py: ORBIT_MAX_UPLOAD_BYTES); the edge cap's default.
 SERVICE_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 
 KEYS.update({
     key.name: key
     for key in [
-        _k("orbit:serviceAccess", "who may call the service: public (HTTPS, anyone, rate-limited), iap (HTTPS, "
-           "only orbit:iapMembers) or internal (no external address)", "internal", "internal"),
+        _k("orbit:serviceAccess", "who may call the service: public (HTTPS, anyone, rate-limited), iap "
+           "(HTTPS, only orbit:iapMembers) or internal (no external address)", "internal", "internal"),
         _k("orbit:serviceDomain", "domain the HTTPS gateway serves (required for public and iap)",
            "planets.example.org", None),
         _k("orbit:edgeRateLimitPerMinute", "Cloud Armor: requests per minute one client IP may send before "
@@ -806,8 +806,10 @@ class EdgeConfig:
         return self.access in EXPOSED_MODES
 
 
-_DOMAIN_RE = re.compile(r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
-_IAP_MEMBER_RE = re.compile(r"^(?:user|group|serviceAccount):[^@\s]+@[^@\s]+\.[a-z]{2,}$|^domain:[a-z0-9.-]+\.[a-z]{2,}$")
+_DOMAIN_RE = re.compile(
+    r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+_IAP_MEMBER_RE = re.compile(
+    r"^(?:user|group|serviceAccount):[^@\s]+@[^@\s]+\.[a-z]{2,}$|^domain:[a-z0-9.-]+\.[a-z]{2,}$")
 _OAUTH_CLIENT_RE = re.compile(r"^[0-9]+-[a-z0-9]+\.apps\.googleusercontent\.com$")
 
 
@@ -821,8 +823,8 @@ def _edge(r: _Reader, secrets: Mapping[str, Any], service: ServiceConfig) -> Edg
                   "yours (its certificate is issued for it); or keep the stack private with "
                   "`pulumi config set orbit:serviceAccess internal`")
     if exposed and service.type != "ClusterIP":
-        r.problem("orbit:serviceType", f"{service.type} beside orbit:serviceAccess {access} would publish the "
-                  "pods in plain HTTP next to the HTTPS gateway; the gateway reaches a ClusterIP Service")
+        r.problem("orbit:serviceType", f"{service.type} beside orbit:serviceAccess {access} would publish "
+                  "the pods in plain HTTP next to the HTTPS gateway; the gateway reaches a ClusterIP Service")
     rate = r.int("orbit:edgeRateLimitPerMinute", 1, 100_000)
     max_body = r.int("orbit:edgeMaxBodyBytes", 1024, SERVICE_MAX_UPLOAD_BYTES)
     members = []
@@ -833,7 +835,8 @@ def _edge(r: _Reader, secrets: Mapping[str, Any], service: ServiceConfig) -> Edg
                       "domain:example.org (never allUsers)")
         else:
             members.append(item)
-    client_id = r.str("orbit:iapClientId", _OAUTH_CLIENT_RE, "an OAuth client ID (…apps.googleusercontent.com)")
+    client_id = r.str("orbit:iapClientId", _OAUTH_CLIENT_RE,
+                      "an OAuth client ID (…apps.googleusercontent.com)")
     client_secret = secrets.get("orbit:iapClientSecret")
     if access == "iap":
         if not members:

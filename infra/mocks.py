@@ -126,7 +126,7 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return {"address": FAKE_EDGE_IP}
     if typ == "gcp:certificatemanager/dnsAuthorization:DnsAuthorization":
         return {"dnsResourceRecords": [{"name": f"_acme-challenge.{inputs['domain']}.", "type": "CNAME",
-                                        "data": f"0123abcd-4567-89ef.1.authorize.certificatemanager.goog."}]}
+                                        "data": "0123abcd-4567-89ef.1.authorize.certificatemanager.goog."}]}
     if typ == "kubernetes:core/v1:Service" and (inputs.get("spec") or {}).get("type") == "LoadBalancer":
         return {"status": {"loadBalancer": {"ingress": [{"ip": FAKE_LB_IP}]}}}
     return {}

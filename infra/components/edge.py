@@ -74,7 +74,7 @@ def _everyone() -> gcp.compute.SecurityPolicyRuleMatchArgs:
 
 
 class ManagedCertificate(pulumi.ComponentResource):
-    """A Google-managed certificate for the domain, proven by a CNAME (works before the domain points here)."""
+    """A Google-managed certificate for the domain, proven by a CNAME (works before the A record exists)."""
 
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("orbit:edge:ManagedCertificate", name, None, opts)
@@ -107,7 +107,8 @@ class ArmorPolicy(pulumi.ComponentResource):
         e = cfg.edge
         rules = [
             gcp.compute.SecurityPolicyRuleArgs(
-                priority=PRIORITY_BODY_CAP, action="deny(403)", match=_expr(body_cap_expression(e.max_body_bytes)),
+                priority=PRIORITY_BODY_CAP, action="deny(403)",
+                match=_expr(body_cap_expression(e.max_body_bytes)),
                 description=f"body over {e.max_body_bytes} bytes"),
             *[gcp.compute.SecurityPolicyRuleArgs(
                 priority=PRIORITY_WAF + i, action="deny(403)", match=_expr(waf_expression(rule_set)),

@@ -183,7 +183,7 @@ def service_annotations(cfg: StackConfig) -> dict[str, str] | None:
 
 
 def service_url(cfg: StackConfig, service: k8s.core.v1.Service) -> pulumi.Output[str]:
-    """https://<domain> behind the gateway; http://<internal LB IP> for a LoadBalancer; else in-cluster DNS."""
+    """https://<domain> behind the gateway; http://<internal LB IP> for a LoadBalancer; else the DNS name."""
     if cfg.edge.exposed:
         return pulumi.Output.from_input(f"https://{cfg.edge.domain}")
     if cfg.service.type != "LoadBalancer":
