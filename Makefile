@@ -17,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # gcsfs otherwise probes the bucket type over gRPC and waits 60 s against the emulator.
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 
-.PHONY: help setup setup-infra k8s-schemas data bucket-start bucket-stop repro push pull metrics bento serve demo \
+.PHONY: help setup setup-infra crd-schemas data bucket-start bucket-stop repro push pull metrics bento serve demo \
         test test-main test-infra bench-train bench-serve plan lint clean image
 
 help: ## list the targets
@@ -48,7 +48,7 @@ setup: $(STAMP) ## create .venv with everything training, serving and the tests 
 
 setup-infra: $(INFRA_STAMP) ## create .venv-infra for the Pulumi program and its policy pack
 
-k8s-schemas: $(K8S_SCHEMAS_STAMP) ## npm packages that validate the Gateway API and GKE objects (tests/infra)
+crd-schemas: $(K8S_SCHEMAS_STAMP) ## npm packages that validate the Gateway API and GKE objects (tests/infra)
 
 data: $(STAMP) ## get data/raw (source in params.yaml), validate it and track it with DVC
 	$(PY) -m ml.data fetch
