@@ -103,8 +103,8 @@ bench-serve: $(STAMP) ## load test of the real server at concurrency 1, 16, 64 a
 	$(PY) bench/bench_serve.py
 
 STACK ?= dev
-plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod), rendered from mocks (not `pulumi preview`)
-	$(INFRA_PY) -m infra.plan --stack $(STACK)
+plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod, TAG=<sha>: a release), from mocks, not `pulumi preview`
+	$(INFRA_PY) -m infra.plan --stack $(STACK) $(if $(TAG),--image-tag $(TAG))
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

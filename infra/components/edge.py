@@ -284,3 +284,20 @@ class Edge(pulumi.ComponentResource):
         self.dns_records = pulumi.Output.all(self.certificate.dns_records, self.ip).apply(
             lambda a: [{"name": f"{cfg.edge.domain}.", "type": "A", "data": a[1]}, *a[0]])
         self.register_outputs({"ip": self.ip, "url": self.url, "dns_records": self.dns_records})
+
+
+# What `make plan` shows of each edge resource (infra/plan.py): the inputs a reviewer reads.
+PLAN_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "gcp:compute/globalAddress:GlobalAddress": ("name", "addressType"),
+    "gcp:compute/securityPolicy:SecurityPolicy": ("name", "type", "rules"),
+    "gcp:certificatemanager/dnsAuthorization:DnsAuthorization": ("name", "domain"),
+    "gcp:certificatemanager/certificate:Certificate": ("name", "managed.domains"),
+    "gcp:certificatemanager/certificateMap:CertificateMap": ("name",),
+    "gcp:certificatemanager/certificateMapEntry:CertificateMapEntry": ("name", "hostname"),
+    f"kubernetes:{GATEWAY_API}:Gateway": ("metadata.name", "spec.gatewayClassName", "spec.listeners"),
+    f"kubernetes:{GATEWAY_API}:HTTPRoute": ("metadata.name", "spec.hostnames", "spec.parentRefs"),
+    f"kubernetes:{GKE_POLICY_API}:HealthCheckPolicy": ("metadata.name",
+                                                       "spec.default.config.httpHealthCheck.requestPath"),
+    f"kubernetes:{GKE_POLICY_API}:GCPBackendPolicy": ("metadata.name", "spec.default.securityPolicy",
+                                                      "spec.default.iap.enabled"),
+}
