@@ -7,6 +7,7 @@ since they are what the provider sends to the API server.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -411,3 +412,45 @@ def test_a_secret_never_reaches_the_recorded_plan_text(iap_run):
     assert FAKE_PRIVATE_KEY.splitlines()[1] not in text
     secret = reveal(iap_run.one("kubernetes:core/v1:Secret", "edge-iap").inputs)
     assert secret["stringData"]["key"] == FAKE_PRIVATE_KEY
+
+
+# ---------------------------------------------------------------------------------------------- docs
+EDGE_DOC = (REPO / "docs" / "edge.md").read_text()
+
+
+def test_the_edge_guide_names_every_edge_key_and_only_real_ones():
+    prefixes = ("serviceAccess", "serviceDomain", "edge", "iap")
+    edge_keys = [k for k in KEYS if k.split(":")[1].startswith(prefixes)]
+    assert len(edge_keys) == 7
+    assert [k for k in edge_keys if f"orbit:{k.split(':')[1]}" not in EDGE_DOC] == []
+    assert set(re.findall(r"\borbit:[A-Za-z]+", EDGE_DOC)) - set(KEYS) == set()
+
+
+def test_the_edge_guide_uses_real_outputs_and_resource_names(prod_run, iap_run):
+    from infra.program import OUTPUT_NAMES
+
+    used = set(re.findall(r"pulumi stack output (\w+)", EDGE_DOC))
+    assert {"dns_records", "edge_ip", "cluster_name"} <= used <= set(OUTPUT_NAMES)
+    names = {props(prod_run, "gcp:certificatemanager/certificate:Certificate")["name"],
+             props(prod_run, ARMOR)["name"], props(prod_run, ADDRESS)["name"],
+             props(prod_run, GATEWAY)["metadata"]["name"], IAP_SECRET}
+    assert names == {"orbit-edge-cert", "orbit-edge-armor", "orbit-edge-ip", "orbit-edge", "orbit-iap-oauth"}
+    missing = [n for n in names if not re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", EDGE_DOC)]
+    assert missing == []
+    assert props(iap_run, BACKEND)["spec"]["default"]["iap"]["oauth2ClientSecret"]["name"] == IAP_SECRET
+
+
+def test_the_cloud_armor_table_matches_the_policy(prod_run):
+    rows = re.findall(r"^\| (\d+|default) \| (.*?) \| `?([a-z]+(?:\(\d+\))?)`?", EDGE_DOC, re.M)
+    rules = {int(r["priority"]): r for r in props(prod_run, ARMOR)["rules"]}
+    documented = {int(p) if p.isdigit() else PRIORITY_DEFAULT: action for p, _, action in rows}
+    assert documented == {p: r["action"] for p, r in rules.items()}
+    for name, _ in WAF_RULES:
+        assert f"`{name}`, sensitivity 1" in EDGE_DOC
+    assert f"default {KEYS['orbit:edgeMaxBodyBytes'].default // 2**20} MiB" in EDGE_DOC
+
+
+def test_the_guide_curls_only_routed_paths_and_metrics(prod_run):
+    domain = prod_run.config.edge.domain
+    paths = set(re.findall(rf"https://{re.escape(domain)}(/[a-z_]+)", EDGE_DOC))
+    assert {path for _, path in EXTERNAL_ROUTES} | {"/metrics"} == paths
