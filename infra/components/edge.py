@@ -62,6 +62,14 @@ def waf_expression(rule_set: str) -> str:
     return f"evaluatePreconfiguredWaf('{rule_set}', {{'sensitivity': {WAF_SENSITIVITY}}})"
 
 
+def _under(parent: pulumi.Resource, opts: pulumi.ResourceOptions | None,
+           provider: k8s.Provider | None = None) -> pulumi.ResourceOptions:
+    """Options of a child: its parent and what the parent waits for (Pulumi does not pass depends_on down)."""
+    waits = opts.depends_on if opts else None
+    waits = list(waits) if isinstance(waits, list | tuple) else [waits] if waits else []
+    return pulumi.ResourceOptions(parent=parent, depends_on=waits, provider=provider)
+
+
 def _expr(expression: str) -> gcp.compute.SecurityPolicyRuleMatchArgs:
     return gcp.compute.SecurityPolicyRuleMatchArgs(
         expr=gcp.compute.SecurityPolicyRuleMatchExprArgs(expression=expression))
@@ -79,7 +87,7 @@ class ManagedCertificate(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("orbit:edge:ManagedCertificate", name, None, opts)
         domain = cfg.edge.domain
-        child = pulumi.ResourceOptions(parent=self)
+        child = _under(self, opts)
         self.dns_authorization = gcp.certificatemanager.DnsAuthorization(
             "edge", name=cfg.name("edge-dns-auth"), project=cfg.project, domain=domain, location="global",
             labels=cfg.labels, opts=child)
@@ -125,8 +133,7 @@ class ArmorPolicy(pulumi.ComponentResource):
         ]
         self.policy = gcp.compute.SecurityPolicy(
             "edge", name=cfg.name("edge-armor"), project=cfg.project, type="CLOUD_ARMOR",
-            description="orbit: limits in front of the model service", rules=rules,
-            opts=pulumi.ResourceOptions(parent=self))
+            description="orbit: limits in front of the model service", rules=rules, opts=_under(self, opts))
         self.name = self.policy.name
         self.register_outputs({"name": self.name})
 
@@ -142,8 +149,7 @@ class IapAccess(pulumi.ComponentResource):
         super().__init__("orbit:edge:IapAccess", name, None, opts)
         self.members = [
             gcp.iap.WebTypeComputeIamMember(
-                f"iap-{i}", project=cfg.project, role=IAP_ROLE, member=member,
-                opts=pulumi.ResourceOptions(parent=self))
+                f"iap-{i}", project=cfg.project, role=IAP_ROLE, member=member, opts=_under(self, opts))
             for i, member in enumerate(cfg.edge.iap_members)
         ]
         self.register_outputs({"members": list(cfg.edge.iap_members)})
@@ -157,7 +163,7 @@ class GatewayFrontend(pulumi.ComponentResource):
                  provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("orbit:edge:GatewayFrontend", name, None, opts)
         domain = cfg.edge.domain
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        child = _under(self, opts, provider)
         gateway_name = cfg.name("edge")
         same_namespace = {"namespaces": {"from": "Same"}}
         self.gateway = k8s.apiextensions.CustomResource(
@@ -212,7 +218,7 @@ class BackendPolicies(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, security_policy: pulumi.Input[str], service_name: str,
                  serving_port: int, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("orbit:edge:BackendPolicies", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        child = _under(self, opts, provider)
         target = {"group": "", "kind": "Service", "name": service_name}
         self.health_check = k8s.apiextensions.CustomResource(
             "edge-health",
@@ -265,7 +271,7 @@ class Edge(pulumi.ComponentResource):
         super().__init__("orbit:edge:Edge", name, None, opts)
         if not cfg.edge.exposed:
             raise ValueError(f"orbit:serviceAccess {cfg.edge.access} has no edge")
-        child = pulumi.ResourceOptions(parent=self)
+        child = _under(self, opts)  # the Google side waits for the APIs the stack enables
         self.address = gcp.compute.GlobalAddress(
             "edge", name=cfg.name("edge-ip"), project=cfg.project, address_type="EXTERNAL",
             ip_version="IPV4", labels=cfg.labels, opts=child)
@@ -274,7 +280,7 @@ class Edge(pulumi.ComponentResource):
         self.iap = IapAccess("iap", cfg, opts=child) if cfg.edge.access == "iap" else None
         self.frontend = self.backend = None
         if service is not None:
-            k8s_child = pulumi.ResourceOptions(parent=self, depends_on=[service.service])
+            k8s_child = pulumi.ResourceOptions(parent=self, depends_on=[service.service])  # not the APIs
             self.frontend = GatewayFrontend("frontend", cfg, self.address.name, self.certificate.map.name,
                                             APP, SERVICE_PORT, provider, opts=k8s_child)
             self.backend = BackendPolicies("backend", cfg, self.armor.name, APP, SERVING_PORT, provider,

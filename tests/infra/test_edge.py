@@ -237,6 +237,18 @@ def test_the_cluster_runs_the_gateway_controller(stack_run):
     assert cluster["addonsConfig"]["httpLoadBalancing"] == {"disabled": False}
 
 
+def test_the_edge_waits_for_its_api_and_for_the_service(prod_run):
+    """depends_on is a resource option: read from the registrations (Pulumi does not pass it to children)."""
+    api = next(r.urn for r in prod_run.of_type("gcp:projects/service:Service")
+               if r.name == "certificatemanager")
+    service = prod_run.one(K8S_SERVICE).urn
+    for typ in (ADDRESS, ARMOR, "gcp:certificatemanager/certificate:Certificate",
+                "gcp:certificatemanager/dnsAuthorization:DnsAuthorization"):
+        assert api in prod_run.one(typ).dependencies, typ
+    for typ in (GATEWAY, HEALTH, BACKEND):
+        assert service in prod_run.one(typ).dependencies, typ
+
+
 def test_edge_components_own_their_resources_and_register_outputs(prod_run, monitor):
     components = {r.urn: r for r in prod_run.registrations
                   if not r.custom and r.type.startswith("orbit:edge:")}

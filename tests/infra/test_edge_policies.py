@@ -109,6 +109,14 @@ def test_the_public_stack_passes_the_stack_rules_and_they_see_its_edge(prod_run)
     assert fired(opened) == [PATHS_RULE]
 
 
+def test_the_iap_stack_passes_the_stack_rules_too(run_with):
+    iap = run_with("prod", {"orbit:serviceAccess": "iap", "orbit:iapMembers": ["group:ml@example.org"],
+                            "orbit:iapClientId": "123456789012-abc123.apps.googleusercontent.com"})
+    resources = rendered(iap)
+    assert stack_violations(resources) == []
+    assert [typ for typ, _ in resources].count(BACKEND_POLICY) == 1
+
+
 def test_the_program_service_would_be_rejected_as_an_external_load_balancer(prod_run):
     props = copy.deepcopy(reveal(prod_run.one(SERVICE).inputs))
     assert violations(SERVICE, props) == []
