@@ -161,8 +161,8 @@ KEYS: dict[str, Key] = {
         _k("orbit:serviceMemoryRequest", "memory request of a service pod", "2Gi", "1Gi"),
         _k("orbit:serviceCpuLimit", "CPU limit of a service pod", "2", "1"),
         _k("orbit:serviceMemoryLimit", "memory limit of a service pod", "3Gi", "2Gi"),
-        _k("orbit:serviceType", "Kubernetes Service type: LoadBalancer, ClusterIP or NodePort", "ClusterIP",
-           "ClusterIP"),
+        _k("orbit:serviceType", "Kubernetes Service type: ClusterIP, NodePort, or LoadBalancer (an internal "
+           "one, internal stacks only)", "ClusterIP", "ClusterIP"),
         _k("orbit:serviceSourceRanges", "CIDRs allowed through the LoadBalancer (empty: anyone)",
            "203.0.113.0/24", [], kind="list"),
         _k("orbit:budgetAmount", "monthly budget; 0 or unset = no budget", "50", 0),
