@@ -17,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # gcsfs otherwise probes the bucket type over gRPC and waits 60 s against the emulator.
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 
-.PHONY: help setup setup-infra data bucket-start bucket-stop repro push pull metrics bento serve demo \
+.PHONY: help setup setup-infra crd-schemas data bucket-start bucket-stop repro push pull metrics bento serve demo \
         test test-main test-infra bench-train bench-serve plan lint clean image
 
 help: ## list the targets
@@ -39,9 +39,18 @@ $(INFRA_STAMP): pyproject.toml
 	@$(INFRA_PY) -m pip install --quiet -e '.[infra,test]'
 	@touch $@
 
+K8S_SCHEMAS := tools/k8s-schemas
+K8S_SCHEMAS_STAMP := $(K8S_SCHEMAS)/node_modules/.orbit-installed
+$(K8S_SCHEMAS_STAMP): $(K8S_SCHEMAS)/package.json
+	@echo "==> installing the schemas of the Gateway API and GKE custom resources (npm, exact versions)"
+	@npm install --prefix $(K8S_SCHEMAS) --no-audit --no-fund --no-package-lock --ignore-scripts --loglevel=error
+	@touch $@
+
 setup: $(STAMP) ## create .venv with everything training, serving and the tests need
 
 setup-infra: $(INFRA_STAMP) ## create .venv-infra for the Pulumi program and its policy pack
+
+crd-schemas: $(K8S_SCHEMAS_STAMP) ## npm packages that validate the Gateway API and GKE objects (tests/infra)
 
 # DATA_SOURCE=folder|url|synthetic overrides data.source of params.yaml for `make data` and `make demo`.
 DATA_SOURCE ?=
@@ -83,14 +92,14 @@ image: $(STAMP) ## the bento as an OCI image: buildah build, local registry, pod
 demo: $(STAMP) ## the whole local loop: data, bucket, pipeline, push, serve, predict (DATA_SOURCE=synthetic: no data needed)
 	$(PY) -m local.demo $(SOURCE_ARG)
 
-test: $(STAMP) $(INFRA_STAMP) ## the whole test suite
+test: $(STAMP) $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) ## the whole test suite
 	$(PY) -m pytest tests --ignore=tests/infra
 	$(INFRA_PY) -m pytest tests/infra
 
 test-main: $(STAMP) ## the suite of .venv only (ml, serving, ci, local)
 	$(PY) -m pytest tests --ignore=tests/infra
 
-test-infra: $(INFRA_STAMP) ## the suite of .venv-infra only (Pulumi program and policy pack)
+test-infra: $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) ## the suite of .venv-infra only (Pulumi program and policy pack)
 	$(INFRA_PY) -m pytest tests/infra
 
 bench-train: $(STAMP) ## pipeline on the real data over 3 seeds: accuracy, time, memory
@@ -100,8 +109,8 @@ bench-serve: $(STAMP) ## load test of the real server at concurrency 1, 16, 64 a
 	$(PY) bench/bench_serve.py
 
 STACK ?= dev
-plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod), rendered from mocks (not `pulumi preview`)
-	$(INFRA_PY) -m infra.plan --stack $(STACK)
+plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod, TAG=<sha>: a release), from mocks, not `pulumi preview`
+	$(INFRA_PY) -m infra.plan --stack $(STACK) $(if $(TAG),--image-tag $(TAG))
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

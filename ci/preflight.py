@@ -81,6 +81,7 @@ STACK_PLACEHOLDERS: dict[str, tuple[frozenset[str], str]] = {
     "orbit:githubAppInstallationId": (frozenset({"7654321"}), "<its installation ID>"),
     "orbit:billingAccount": (frozenset({"012345-6789AB-CDEF01"}), "<billing account ID>"),
     "orbit:masterAuthorizedNetworks": (frozenset({"203.0.113.0/24"}), "<your office or VPN CIDR>"),
+    "orbit:serviceDomain": (frozenset({"planets.example.org"}), "<a domain you control>"),
 }
 #: Keys CI itself overrides on every release, so their example value does no harm.
 STACK_KEYS_SET_BY_CI = frozenset({"orbit:serviceImageTag"})
@@ -92,6 +93,7 @@ _OPTIONAL_KEYS = frozenset(
         "orbit:billingAccount",
         "orbit:githubRepositoryId",
         "orbit:masterAuthorizedNetworks",  # the IAM-checked DNS endpoint may be all a stack needs
+        "orbit:serviceDomain",  # only public and iap stacks serve a domain (docs/edge.md)
     }
 )
 

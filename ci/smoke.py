@@ -10,15 +10,25 @@ With `--images` every image is labelled by its folder, and a well-formed answer 
 
     python -m ci.smoke --url https://planets.example.org --images data/raw --per-class 3
     python -m ci.smoke --url http://127.0.0.1:3000 --image data/raw/Saturn/Saturn_1.jpg --timeout 30
+
+`--access` follows the stack's access mode (stack output `service_access`, docs/edge.md): `public` posts to
+the URL as it is; `iap` adds the OIDC ID token found in $ORBIT_SMOKE_ID_TOKEN (`--token-env`); `internal`
+(no external address) posts through a `kubectl port-forward` to the Service, for as long as the test runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
+import re
+import select
+import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +46,11 @@ PROBABILITIES_KEY = "probabilities"
 SUM_TOLERANCE = 1e-3
 #: One image of each of the ten classes.
 DEFAULT_MIN_IMAGES = 10
+#: infra's access modes (orbit:serviceAccess); the environment variable holding the ID token for `iap`.
+ACCESS_MODES = ("public", "iap", "internal")
+TOKEN_ENV = "ORBIT_SMOKE_ID_TOKEN"
+#: What an `internal` stack's Service is (infra/config.py SERVING_NAMESPACE, infra/components/service.py).
+SERVICE_NAMESPACE, SERVICE_TARGET, SERVICE_PORT = "serving", "service/planet-classifier", 80
 
 
 class SmokeError(RuntimeError):
@@ -193,6 +208,58 @@ def run(
     return outcomes
 
 
+@contextlib.contextmanager
+def port_forward(kubectl: str = "kubectl", namespace: str = SERVICE_NAMESPACE, target: str = SERVICE_TARGET,
+                 port: int = SERVICE_PORT, wait: float = 60.0) -> Iterator[str]:
+    """http://127.0.0.1:<free port>, forwarded by kubectl to the Service for as long as the block runs."""
+    command = [kubectl, "port-forward", "--namespace", namespace, "--address", "127.0.0.1", target,
+               f":{port}"]
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except FileNotFoundError:
+        raise SmokeError(f"{kubectl} not found: an internal stack is reached through kubectl port-forward "
+                         "(gcloud components install kubectl)") from None
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], wait)
+        line = proc.stdout.readline() if ready else ""
+        found = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
+        if not found:
+            proc.kill()
+            error = proc.communicate(timeout=10)[1].strip() or f"no answer within {wait:.0f} s"
+            raise SmokeError(f"kubectl port-forward to {namespace}/{target} did not start: {error[:300]}. "
+                             "Is kubectl pointed at the cluster (gcloud container clusters get-credentials "
+                             "NAME --location LOCATION --dns-endpoint)?")
+        # kubectl logs every connection on stdout: keep reading so that it never blocks on a full pipe.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        yield f"http://127.0.0.1:{found.group(1)}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def reach(access: str, url: str, token_env: str = TOKEN_ENV,
+          forward: Callable[[], contextlib.AbstractContextManager[str]] | None = None,
+          ) -> Iterator[tuple[str, dict[str, str]]]:
+    """(base URL, headers) that reach a service of this access mode."""
+    if access == "internal":
+        with (forward or port_forward)() as local:
+            yield local, {}
+    elif access == "iap":
+        token = os.environ.get(token_env, "").strip()
+        if not token:
+            raise SmokeError(f"an iap stack answers only signed-in callers: put an OIDC ID token for the IAP "
+                             f"OAuth client in ${token_env} (gcloud auth print-identity-token --audiences "
+                             "CLIENT_ID --include-email) and list that identity in orbit:iapMembers")
+        yield url, {"Authorization": f"Bearer {token}"}
+    else:
+        yield url, {}
+
+
 def check_accuracy(outcomes: list[Outcome], min_accuracy: float, source: str) -> str:
     """The summary of the labelled answers, or SmokeError when too few of them are right."""
     scored = [o for o in outcomes if o.correct is not None]
@@ -245,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         help=f"fail unless --images yields at least this many images (default {DEFAULT_MIN_IMAGES})",
     )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="where gate.min_value is")
+    parser.add_argument("--access", choices=ACCESS_MODES, default="public",
+                        help="the stack's access mode (stack output service_access): how to reach --url")
+    parser.add_argument("--token-env", default=TOKEN_ENV,
+                        help=f"environment variable with the ID token for --access iap (default {TOKEN_ENV})")
     args = parser.parse_args(argv)
     try:
         if args.per_class < 1:
@@ -263,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             classes, min_accuracy, threshold = None, 0.0, ""
         if args.classes:
             classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-        outcomes = run(Settings(url=args.url, classes=classes, timeout=args.timeout), images)
+        with reach(args.access, args.url, args.token_env) as (url, headers):
+            outcomes = run(Settings(url=url, classes=classes, timeout=args.timeout, headers=headers), images)
         summary = check_accuracy(outcomes, min_accuracy, threshold)
     except SmokeError as exc:
         print(f"smoke: FAIL: {exc}", file=sys.stderr)

@@ -161,8 +161,8 @@ KEYS: dict[str, Key] = {
         _k("orbit:serviceMemoryRequest", "memory request of a service pod", "2Gi", "1Gi"),
         _k("orbit:serviceCpuLimit", "CPU limit of a service pod", "2", "1"),
         _k("orbit:serviceMemoryLimit", "memory limit of a service pod", "3Gi", "2Gi"),
-        _k("orbit:serviceType", "Kubernetes Service type: LoadBalancer, ClusterIP or NodePort", "ClusterIP",
-           "LoadBalancer"),
+        _k("orbit:serviceType", "Kubernetes Service type: ClusterIP, NodePort, or LoadBalancer (an internal "
+           "one, internal stacks only)", "ClusterIP", "ClusterIP"),
         _k("orbit:serviceSourceRanges", "CIDRs allowed through the LoadBalancer (empty: anyone)",
            "203.0.113.0/24", [], kind="list"),
         _k("orbit:budgetAmount", "monthly budget; 0 or unset = no budget", "50", 0),
@@ -315,6 +315,7 @@ class StackConfig:
     registry: RegistryConfig
     service: ServiceConfig
     budget: BudgetConfig
+    edge: EdgeConfig
 
     @property
     def location(self) -> str:
@@ -555,13 +556,14 @@ def parse(values: Mapping[str, Any], stack: str, secrets: Mapping[str, Any] | No
     )
     service = _service(r)
     budget = _budget(r)
+    edge = _edge(r, secrets, service)
 
     if r.problems:
         raise ConfigError(stack, r.problems)
     return StackConfig(
         stack=stack, project=project, region=region, zone=zone, name_prefix=prefix, labels=labels,
         protect=protect, github=github, cluster=cluster, runners=runners, bucket=bucket, registry=registry,
-        service=service, budget=budget,
+        service=service, budget=budget, edge=edge,
     )
 
 
@@ -756,3 +758,93 @@ def read_stack_file(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(stack, [("config", f"{path.name}: `config:` must be a mapping")])
     return {(k if ":" in k else f"{PROJECT_NAME}:{k}"): v for k, v in values.items()}
+
+
+# ---- the edge: who may call the service, and how (docs/edge.md) ------------------------------------------
+# One block for the access modes, the domain and the Cloud Armor limits, so that this file's other sections
+# stay as they are.
+
+ACCESS_MODES = ("public", "iap", "internal")
+EXPOSED_MODES = ("public", "iap")  # the modes served by the HTTPS gateway on orbit:serviceDomain
+# The service's own request-body limit (serving/config.py: ORBIT_MAX_UPLOAD_BYTES); the edge cap's default.
+SERVICE_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+KEYS.update({
+    key.name: key
+    for key in [
+        _k("orbit:serviceAccess", "who may call the service: public (HTTPS, anyone, rate-limited), iap "
+           "(HTTPS, only orbit:iapMembers) or internal (no external address)", "internal", "internal"),
+        _k("orbit:serviceDomain", "domain the HTTPS gateway serves (required for public and iap)",
+           "planets.example.org", None),
+        _k("orbit:edgeRateLimitPerMinute", "Cloud Armor: requests per minute one client IP may send before "
+           "it gets 429", "300", 120),
+        _k("orbit:edgeMaxBodyBytes", "Cloud Armor: largest request body (Content-Length) let through, bytes; "
+           "at most the service's own limit", "5242880", SERVICE_MAX_UPLOAD_BYTES),
+        _k("orbit:iapMembers", "principals IAP admits in iap mode (user:, group:, serviceAccount:, domain:)",
+           "group:ml-team@example.org", [], kind="list"),
+        _k("orbit:iapClientId", "OAuth client ID IAP signs users in with (iap mode)",
+           "123456789012-abc123.apps.googleusercontent.com", None),
+        _k("orbit:iapClientSecret", "that OAuth client's secret, stored as a Pulumi secret (iap mode)",
+           "iap-client-secret.txt", None, secret=True),
+    ]
+})
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    access: str
+    domain: str | None
+    rate_limit_per_minute: int
+    max_body_bytes: int
+    iap_members: tuple[str, ...]
+    iap_client_id: str | None
+    iap_client_secret: Any  # pulumi.Output[str] (secret) or None
+
+    @property
+    def exposed(self) -> bool:
+        """Served on the internet through the HTTPS gateway (public or iap)."""
+        return self.access in EXPOSED_MODES
+
+
+_DOMAIN_RE = re.compile(
+    r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+_IAP_MEMBER_RE = re.compile(
+    r"^(?:user|group|serviceAccount):[^@\s]+@[^@\s]+\.[a-z]{2,}$|^domain:[a-z0-9.-]+\.[a-z]{2,}$")
+_OAUTH_CLIENT_RE = re.compile(r"^[0-9]+-[a-z0-9]+\.apps\.googleusercontent\.com$")
+
+
+def _edge(r: _Reader, secrets: Mapping[str, Any], service: ServiceConfig) -> EdgeConfig:
+    access = r.choice("orbit:serviceAccess", ACCESS_MODES)
+    domain = r.str("orbit:serviceDomain", _DOMAIN_RE,
+                   "a domain name such as planets.example.org (lowercase, no scheme, no path)")
+    exposed = access in EXPOSED_MODES
+    if exposed and domain is None:
+        r.problem("orbit:serviceDomain", f"missing: orbit:serviceAccess {access} serves HTTPS on a domain of "
+                  "yours (its certificate is issued for it); or keep the stack private with "
+                  "`pulumi config set orbit:serviceAccess internal`")
+    if exposed and service.type != "ClusterIP":
+        r.problem("orbit:serviceType", f"{service.type} beside orbit:serviceAccess {access} would publish "
+                  "the pods in plain HTTP next to the HTTPS gateway; the gateway reaches a ClusterIP Service")
+    rate = r.int("orbit:edgeRateLimitPerMinute", 1, 100_000)
+    max_body = r.int("orbit:edgeMaxBodyBytes", 1024, SERVICE_MAX_UPLOAD_BYTES)
+    members = []
+    for item in r.list("orbit:iapMembers"):
+        if not isinstance(item, str) or not _IAP_MEMBER_RE.match(item):
+            r.problem("orbit:iapMembers", f"{item!r} is not a principal such as user:ana@example.org, "
+                      "group:ml-team@example.org, serviceAccount:ci@PROJECT.iam.gserviceaccount.com or "
+                      "domain:example.org (never allUsers)")
+        else:
+            members.append(item)
+    client_id = r.str("orbit:iapClientId", _OAUTH_CLIENT_RE,
+                      "an OAuth client ID (…apps.googleusercontent.com)")
+    client_secret = secrets.get("orbit:iapClientSecret")
+    if access == "iap":
+        if not members:
+            r.problem("orbit:iapMembers", "missing: iap admits nobody unless principals are listed")
+        for key, value in (("orbit:iapClientId", client_id), ("orbit:iapClientSecret", client_secret)):
+            if value is None:
+                r.problem(key, f"missing: {KEYS[key].help} (needed while orbit:serviceAccess is iap; "
+                          "docs/edge.md says where to create the client)")
+    return EdgeConfig(access=access, domain=domain, rate_limit_per_minute=rate, max_body_bytes=max_body,
+                      iap_members=tuple(sorted(set(members))), iap_client_id=client_id,
+                      iap_client_secret=client_secret)

@@ -23,6 +23,7 @@ from infra.config import KEYS, PROJECT_NAME, REPO_ROOT, StackConfig, parse, read
 FAKE_PROJECT_NUMBER = "123456789012"
 FAKE_ENDPOINT = "192.0.2.10"  # TEST-NET-1
 FAKE_LB_IP = "198.51.100.7"  # TEST-NET-2
+FAKE_EDGE_IP = "198.51.100.80"  # TEST-NET-2
 FAKE_DNS_ENDPOINT = "gke-0123456789abcdef0123456789abcdef-123456789012.europe-west1.gke.goog"
 FAKE_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n").decode()
 FAKE_PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nbW9jaw==\n-----END RSA PRIVATE KEY-----\n"
@@ -121,6 +122,11 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return {"url": f"gs://{inputs['name']}", "selfLink": f"https://www.googleapis.com/storage/v1/b/{inputs['name']}"}
     if typ == "random:index/randomId:RandomId":
         return {"hex": "a1b2c3", "b64Url": "obLD", "dec": "10597059"}
+    if typ == "gcp:compute/globalAddress:GlobalAddress":
+        return {"address": FAKE_EDGE_IP}
+    if typ == "gcp:certificatemanager/dnsAuthorization:DnsAuthorization":
+        return {"dnsResourceRecords": [{"name": f"_acme-challenge.{inputs['domain']}.", "type": "CNAME",
+                                        "data": "0123abcd-4567-89ef.1.authorize.certificatemanager.goog."}]}
     if typ == "kubernetes:core/v1:Service" and (inputs.get("spec") or {}).get("type") == "LoadBalancer":
         return {"status": {"loadBalancer": {"ingress": [{"ip": FAKE_LB_IP}]}}}
     return {}

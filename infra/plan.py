@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from infra.components.edge import PLAN_PROPERTIES as EDGE_PLAN_PROPERTIES
 from infra.config import ConfigError, stack_file
 
 # Per resource type, the input properties (camelCase paths) worth reading in a review.
@@ -50,6 +51,7 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
                                                           "spec.maxReplicas"),
     "pulumi:providers:kubernetes": ("kubeconfig",),
 }
+KEY_PROPERTIES.update(EDGE_PLAN_PROPERTIES)
 IAM_PROPERTIES = ("role", "member")
 K8S_PROPERTIES = ("metadata.namespace", "metadata.name")
 
@@ -71,7 +73,7 @@ def _short(value: Any, limit: int = 100) -> str:
         value = int(value)
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         # Lists of objects (containers, taints, policies): their names/ids/keys are what a reader needs.
-        keys = ("name", "id", "key", "type", "image")
+        keys = ("name", "id", "key", "type", "image", "description")
         value = [" ".join(str(v[k]) for k in keys if k in v and not isinstance(v[k], dict)) or "{...}"
                  for v in value]
     text = value if isinstance(value, str) else str(value)
@@ -112,6 +114,9 @@ def render(run: Any) -> str:
         "  values (IPs, e-mails, the project number, secrets) are fakes.",
         "",
     ]
+    if not cfg.service.enabled:
+        lines[-1:-1] = ["  The model service (and the Kubernetes half of an HTTPS edge) comes with CI's",
+                        "  first deploy: `make plan STACK=<stack> TAG=<sha>` renders such a release."]
 
     def walk(parent: str, indent: str) -> None:
         items = sorted(children.get(parent, []), key=lambda r: (r.custom, r.type, r.name))
@@ -149,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="dev",
                         help="stack whose Pulumi.<stack>.yaml to render (default: dev)")
+    parser.add_argument("--image-tag", help="render a release of this image tag, as CI's deploy runs it "
+                        "(default: the stack file alone, i.e. the first `pulumi up`, without the service)")
     args = parser.parse_args(argv)
 
     from infra import mocks
@@ -158,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         mocks.install(args.stack)
-        cfg = mocks.stack_config(args.stack)
+        release = {"orbit:serviceEnabled": True, "orbit:serviceImageTag": args.image_tag}
+        cfg = mocks.stack_config(args.stack, release if args.image_tag else None)
         run = mocks.run(cfg)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -11,6 +11,7 @@ from infra.components.apis import ProjectApis
 from infra.components.bucket import DataBucket
 from infra.components.cluster import GkeCluster
 from infra.components.cost import CostControls
+from infra.components.edge import Edge
 from infra.components.identity import Identity
 from infra.components.network import Network
 from infra.components.registry import ImageRegistry
@@ -22,6 +23,7 @@ from infra.config import StackConfig
 OUTPUT_NAMES = (
     "bucket_url", "registry_path", "cluster_name", "cluster_location", "workload_identity_provider",
     "ci_service_account", "service_url", "runner_service_account", "runs_on", "service_image",
+    "service_access", "edge_ip", "dns_records",
 )
 
 
@@ -37,6 +39,7 @@ class Platform:
     service: ModelService | None
     cost: CostControls
     outputs: dict[str, Any]
+    edge: Edge | None = None
 
 
 def build(cfg: StackConfig) -> Platform:
@@ -56,6 +59,7 @@ def build(cfg: StackConfig) -> Platform:
         service = ModelService("model-service", cfg, registry.path, identity.serving_account.email,
                                cluster.provider)
     cost = CostControls("cost", cfg, opts=after_apis)
+    edge = Edge("edge", cfg, cluster.provider, service, opts=after_apis) if cfg.edge.exposed else None
 
     outputs: dict[str, Any] = {
         "bucket_url": bucket.url,
@@ -68,5 +72,8 @@ def build(cfg: StackConfig) -> Platform:
         "runner_service_account": identity.runner_account.email,
         "runs_on": runners.runner_labels if runners else [],
         "service_image": service.image if service else "",
+        "service_access": cfg.edge.access,
+        "edge_ip": edge.ip if edge else "",
+        "dns_records": edge.dns_records if edge else [],
     }
-    return Platform(apis, bucket, registry, network, cluster, identity, runners, service, cost, outputs)
+    return Platform(apis, bucket, registry, network, cluster, identity, runners, service, cost, outputs, edge)

@@ -20,6 +20,8 @@ BASE_APIS = (
     "monitoring.googleapis.com",
 )
 BUDGET_API = "billingbudgets.googleapis.com"
+EDGE_APIS = ("certificatemanager.googleapis.com",)  # the managed certificate of a public or iap stack
+IAP_API = "iap.googleapis.com"
 
 
 class ProjectApis(pulumi.ComponentResource):
@@ -32,6 +34,7 @@ class ProjectApis(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("orbit:project:Apis", name, None, opts)
         apis = BASE_APIS + ((BUDGET_API,) if cfg.budget.enabled else ())
+        apis += (EDGE_APIS if cfg.edge.exposed else ()) + ((IAP_API,) if cfg.edge.access == "iap" else ())
         self.services = {
             api: gcp.projects.Service(
                 api.split(".")[0],

@@ -159,7 +159,7 @@ class ModelService(pulumi.ComponentResource):
         )
         self.service = k8s.core.v1.Service(
             "serving",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=APP, **meta),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=APP, **meta, annotations=service_annotations(cfg)),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type=s.type,
                 selector=SELECTOR,
@@ -173,8 +173,19 @@ class ModelService(pulumi.ComponentResource):
         self.register_outputs({"url": self.url, "image": self.image})
 
 
+def service_annotations(cfg: StackConfig) -> dict[str, str] | None:
+    """Behind the Gateway the load balancer reaches pods through NEGs; a LoadBalancer stays in the VPC."""
+    if cfg.edge.exposed:
+        return {"cloud.google.com/neg": '{"ingress": true}'}
+    if cfg.service.type == "LoadBalancer":
+        return {"networking.gke.io/load-balancer-type": "Internal"}
+    return None
+
+
 def service_url(cfg: StackConfig, service: k8s.core.v1.Service) -> pulumi.Output[str]:
-    """http://<load balancer IP> for a LoadBalancer, else the in-cluster DNS name."""
+    """https://<domain> behind the gateway; http://<internal LB IP> for a LoadBalancer; else the DNS name."""
+    if cfg.edge.exposed:
+        return pulumi.Output.from_input(f"https://{cfg.edge.domain}")
     if cfg.service.type != "LoadBalancer":
         return pulumi.Output.from_input(f"http://{APP}.{SERVING_NAMESPACE}.svc.cluster.local")
 

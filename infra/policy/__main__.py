@@ -5,11 +5,11 @@ The CLI runs this directory as a script (its folder first on sys.path), hence th
 """
 
 from pulumi_policy import EnforcementLevel, PolicyPack
-from rules import RULES
+from rules import RULES, STACK_RULES
 
 PolicyPack(
     "orbit-guardrails",
-    policies=RULES,
+    policies=RULES + STACK_RULES,
     enforcement_level=EnforcementLevel.MANDATORY,
     description="orbit's guardrails: keyless, private, least-privilege, labelled; see docs/policies.md.",
 )

@@ -17,10 +17,13 @@ from typing import Any
 
 from pulumi_policy import (
     PolicyCustomTimeouts,
+    PolicyResource,
     PolicyResourceOptions,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     Severity,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
@@ -758,5 +761,168 @@ def violations(resource_type: str, props: dict, name: str = "resource") -> list[
         provider=None,
     )
     for policy in RULES:
+        policy.validate(args, lambda message, _urn=None, _name=policy.name: found.append((_name, message)))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- the edge
+# What reaches the model from outside the cluster (docs/edge.md): only HTTPS through the Gateway, with Cloud
+# Armor in front of every externally routed backend, and never the service's internal endpoints.
+K8S_SERVICE = "kubernetes:core/v1:Service"
+GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
+HTTP_ROUTES = frozenset({"kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+                         "kubernetes:gateway.networking.k8s.io/v1beta1:HTTPRoute"})
+BACKEND_POLICY = "kubernetes:networking.gke.io/v1:GCPBackendPolicy"
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+# GKE's GatewayClasses whose load balancer has an internet-facing address.
+EXTERNAL_GATEWAY_CLASSES = frozenset({
+    "gke-l7-global-external-managed", "gke-l7-global-external-managed-mc",
+    "gke-l7-regional-external-managed", "gke-l7-regional-external-managed-mc",
+    "gke-l7-gxlb", "gke-l7-gxlb-mc",
+})
+INTERNAL_LB_ANNOTATIONS = ("networking.gke.io/load-balancer-type", "cloud.google.com/load-balancer-type")
+ORBIT_PART_OF = ("app.kubernetes.io/part-of", "orbit")
+# Paths the service answers that must stay inside the cluster.
+INTERNAL_PATHS = ("/metrics",)
+
+
+def check_no_plain_http_load_balancer(_: str, props: Props) -> Iterator[str]:
+    """orbit's own Services (every stack of orbit has an access mode) never get an external L4 address."""
+    labels = _get(props, "metadata", "labels") or {}
+    if not isinstance(labels, Mapping) or labels.get(ORBIT_PART_OF[0]) != ORBIT_PART_OF[1]:
+        return
+    if _get(props, "spec", "type") != "LoadBalancer":
+        return
+    annotations = _get(props, "metadata", "annotations") or {}
+    if any(str(_get(annotations, key) or "").lower() == "internal" for key in INTERNAL_LB_ANNOTATIONS):
+        return
+    name = _get(props, "metadata", "name") or "the service"
+    yield (f"Service '{name}' is an external LoadBalancer: plain HTTP on a public IP, without TLS, Cloud "
+           "Armor or IAP. Make it ClusterIP behind the HTTPS Gateway (orbit:serviceAccess public or iap), or "
+           "an internal one (annotation networking.gke.io/load-balancer-type: Internal).")
+
+
+def _metadata_key(props: Props, default_namespace: str = "default") -> tuple[str, str]:
+    namespace = _get(props, "metadata", "namespace") or default_namespace
+    return str(namespace), str(_get(props, "metadata", "name"))
+
+
+def _external_routes(resources: Sequence[tuple[str, Props]]) -> Iterator[tuple[str, Props, str]]:
+    """(route name, route props, why it is external) for every HTTPRoute attached to an external Gateway.
+
+    A parent Gateway that is not in the stack cannot be checked, so its routes count as external (closed).
+    """
+    gateways = {_metadata_key(props): str(_get(props, "spec", "gatewayClassName") or "")
+                for typ, props in resources if typ == GATEWAY}
+    for typ, props in resources:
+        if typ not in HTTP_ROUTES:
+            continue
+        namespace, name = _metadata_key(props)
+        for parent in _items(_get(props, "spec", "parentRefs")):
+            if (_get(parent, "kind") or "Gateway") != "Gateway" or \
+                    (_get(parent, "group") or GATEWAY_API_GROUP) != GATEWAY_API_GROUP:
+                continue
+            key = (str(_get(parent, "namespace") or namespace), str(_get(parent, "name")))
+            gateway_class = gateways.get(key)
+            if gateway_class is None:
+                yield name, props, f"its Gateway {key[0]}/{key[1]} is not in this stack"
+                break
+            if gateway_class in EXTERNAL_GATEWAY_CLASSES:
+                yield name, props, f"its Gateway {key[1]} is {gateway_class}"
+                break
+
+
+def _backend_services(route: Props, namespace: str) -> Iterator[tuple[str, str]]:
+    for rule in _items(_get(route, "spec", "rules")):
+        for ref in _items(_get(rule, "backendRefs")):
+            if (_get(ref, "kind") or "Service") == "Service" and not _get(ref, "group"):
+                yield str(_get(ref, "namespace") or namespace), str(_get(ref, "name"))
+
+
+def check_routes_have_security_policy(resources: Sequence[tuple[str, Props]]) -> Iterator[str]:
+    """Every Service an external route sends traffic to has a GCPBackendPolicy naming a Cloud Armor policy."""
+    armored = set()
+    for typ, props in resources:
+        if typ == BACKEND_POLICY and _get(props, "spec", "default", "securityPolicy"):
+            target = _get(props, "spec", "targetRef") or {}
+            if _get(target, "kind") == "Service":
+                namespace = str(_get(target, "namespace") or _metadata_key(props)[0])
+                armored.add((namespace, str(_get(target, "name"))))
+    for name, route, why in _external_routes(resources):
+        for service in sorted(set(_backend_services(route, _metadata_key(route)[0]))):
+            if service not in armored:
+                yield (f"HTTPRoute '{name}' is external ({why}) but sends traffic to Service "
+                       f"{service[0]}/{service[1]}, which no GCPBackendPolicy gives a Cloud Armor "
+                       "securityPolicy: it would get no rate limit, body cap or WAF. Add one "
+                       "(infra/components/edge.py).")
+
+
+def _path_reaches(match: Any, path: str) -> bool:
+    """Whether one HTTPRoute match (Gateway API semantics; no path = PathPrefix /) admits `path`."""
+    kind = str(_get(match, "path", "type") or "PathPrefix")
+    value = str(_get(match, "path", "value") or "/")
+    if kind == "Exact":
+        return value == path
+    if kind == "PathPrefix":  # element-wise: /met does not match /metrics, /metrics matches /metrics/x
+        prefix = value.rstrip("/")
+        return prefix == "" or path == prefix or path.startswith(prefix + "/")
+    try:  # RegularExpression (implementation-specific; GKE uses RE2, close to Python for such paths)
+        return re.fullmatch(value, path) is not None
+    except re.error as err:
+        raise Unreadable(f"path regular expression {value!r} does not compile ({err})") from err
+
+
+def check_internal_paths_not_routed(resources: Sequence[tuple[str, Props]]) -> Iterator[str]:
+    for name, route, why in _external_routes(resources):
+        for rule in _items(_get(route, "spec", "rules")):
+            if not _items(_get(rule, "backendRefs")):
+                continue  # a redirect or a fixed answer never reaches a backend
+            matches = _items(_get(rule, "matches")) or [{}]
+            for path in INTERNAL_PATHS:
+                if any(_path_reaches(match, path) for match in matches):
+                    yield (f"HTTPRoute '{name}' is external ({why}) and routes {path} to a backend: the "
+                           "service's internal series would be public. Match only the API paths "
+                           "(Exact /predict, /predict_batch).")
+
+
+def _stack_rule(name: str, check: Callable[[Sequence[tuple[str, Props]]], Iterable[str]], description: str,
+                severity: Severity = Severity.HIGH) -> StackValidationPolicy:
+    def validate(args: StackValidationArgs, report_violation: Callable[..., None]) -> None:
+        resources = [(r.resource_type, r.props) for r in args.resources]
+        try:
+            problems = list(check(resources))
+        except Unreadable as err:
+            problems = [f"cannot be checked: {err}"]
+        for problem in problems:
+            report_violation(problem, None)
+
+    return StackValidationPolicy(name=name, description=description, validate=validate, severity=severity)
+
+
+RULES.append(_rule(
+    "edge-no-plain-http-load-balancer", {K8S_SERVICE}, check_no_plain_http_load_balancer,
+    "orbit's Services are never external L4 LoadBalancers: the internet reaches the model over HTTPS only.",
+    Severity.CRITICAL))
+
+# Rules about how resources relate (a route, its Gateway, the policy of its backend) see the whole stack.
+STACK_RULES: list[StackValidationPolicy] = [
+    _stack_rule("edge-routes-have-security-policy", check_routes_have_security_policy,
+                "Every backend of an external HTTPRoute has a Cloud Armor policy (GCPBackendPolicy)."),
+    _stack_rule("edge-internal-paths-not-routed", check_internal_paths_not_routed,
+                "No external HTTPRoute sends /metrics to a backend.", Severity.CRITICAL),
+]
+
+
+def stack_violations(resources: Sequence[tuple[str, dict]]) -> list[tuple[str, str]]:
+    """(policy name, message) for every stack rule the (type, props) resources break, as the engine would."""
+    found: list[tuple[str, str]] = []
+    options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
+    args = StackValidationArgs(resources=[
+        PolicyResource(resource_type=typ, props=unknown_checking_proxy(dict(props)),
+                       urn=f"urn:pulumi:stack::orbit::{typ}::r{i}", name=f"r{i}", opts=options, provider=None,
+                       parent=None, dependencies=[], property_dependencies={})
+        for i, (typ, props) in enumerate(resources)
+    ])
+    for policy in STACK_RULES:
         policy.validate(args, lambda message, _urn=None, _name=policy.name: found.append((_name, message)))
     return found

@@ -105,7 +105,7 @@ def test_defaults_fill_everything_not_set():
     assert cfg.cluster.release_channel == "REGULAR"
     assert cfg.cluster.ci.min_nodes == 0 and cfg.cluster.ci.spot is True
     assert cfg.bucket.location == "US-CENTRAL1"
-    assert cfg.service.type == "LoadBalancer"
+    assert cfg.service.type == "ClusterIP" and cfg.edge.access == "internal"
     assert cfg.runners.chart_version == KEYS["orbit:arcChartVersion"].default
     assert cfg.runners.private_key is None
     assert cfg.service.enabled is False and cfg.service.image_tag is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.components.apis import BASE_APIS, BUDGET_API
+from infra.components.apis import BASE_APIS, BUDGET_API, EDGE_APIS
 from infra.components.cluster import field
 from tests.infra.support import API, BUCKET, REPOSITORY, on
 
@@ -13,6 +13,7 @@ from tests.infra.support import API, BUCKET, REPOSITORY, on
 def test_required_apis_are_enabled_and_left_on_at_destroy(stack_run):
     services = stack_run.platform.apis.services
     expected = set(BASE_APIS) | ({BUDGET_API} if stack_run.config.budget.enabled else set())
+    expected |= set(EDGE_APIS) if stack_run.config.edge.exposed else set()  # prod is public
     assert set(services) == expected
     for api in ("container.googleapis.com", "iamcredentials.googleapis.com", "sts.googleapis.com"):
         assert api in services

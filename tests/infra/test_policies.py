@@ -26,9 +26,11 @@ from infra.policy.rules import (
     REGISTRY,
     REQUIRED_LABELS,
     RULES,
+    STACK_RULES,
     WIF_PROVIDER,
     violations,
 )
+from tests.infra.edge_cases import RESOURCE_PASSES, RESOURCE_REJECTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACK_DIR = REPO_ROOT / "infra" / "policy"
@@ -507,6 +509,10 @@ REJECTS = [pytest.param(rule, typ, props, also, id=f"{rule}:{label}") for rule, 
 ]]
 
 
+PASSES += RESOURCE_PASSES  # the edge's resource rule (tests/infra/edge_cases.py)
+REJECTS += RESOURCE_REJECTS
+
+
 def fired(resource_type: str, props: dict) -> list[str]:
     return [name for name, _ in violations(resource_type, props)]
 
@@ -634,7 +640,7 @@ def test_the_pack_serves_the_rules_to_the_engine() -> None:
             stub = analyzer_pb2_grpc.AnalyzerStub(channel)
             info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
             assert info.name == "orbit-guardrails"
-            assert [p.name for p in info.policies] == [p.name for p in RULES]
+            assert [p.name for p in info.policies] == [p.name for p in RULES + STACK_RULES]
             assert {p.enforcementLevel for p in info.policies} == {analyzer_pb2.MANDATORY}
 
             def analyze(resource_type: str, props: dict) -> list[str]:

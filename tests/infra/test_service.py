@@ -124,15 +124,23 @@ def test_namespace_service_account_and_network_policy(stack_run):
 
 
 @pulumi.runtime.test
-def test_load_balancer_by_default_and_its_url_is_an_output(stack_run):
+def test_the_service_is_cluster_ip_and_its_url_follows_the_access_mode(stack_run):
+    """dev (internal): the in-cluster name; prod (public): the gateway's https://<domain> (docs/edge.md)."""
     service = stack_run.platform.service
+    edge = stack_run.config.edge
 
-    def check(spec, url):
-        assert spec["type"] == "LoadBalancer"
+    def check(spec, metadata, url):
+        assert spec["type"] == "ClusterIP"
         assert spec["ports"] == [{"name": "http", "port": 80, "target_port": "http", "protocol": "TCP"}]
-        assert url == f"http://{FAKE_LB_IP}" == stack_run.outputs["service_url"]
+        if edge.exposed:
+            assert url == f"https://{edge.domain}"
+            assert metadata["annotations"] == {"cloud.google.com/neg": '{"ingress": true}'}
+        else:
+            assert url == "http://planet-classifier.serving.svc.cluster.local"
+            assert not metadata.get("annotations")
+        assert url == stack_run.outputs["service_url"]
 
-    return on(check, spec=service.service.spec, url=service.url)
+    return on(check, spec=service.service.spec, metadata=service.service.metadata, url=service.url)
 
 
 @pulumi.runtime.test
@@ -147,13 +155,17 @@ def test_cluster_ip_service_gives_the_in_cluster_url(run_with):
 
 
 @pulumi.runtime.test
-def test_source_ranges_restrict_the_load_balancer(run_with):
-    service = run_with("dev", {"orbit:serviceSourceRanges": ["203.0.113.0/24"]}).platform.service
+def test_a_load_balancer_of_an_internal_stack_stays_in_the_vpc(run_with):
+    service = run_with("dev", {"orbit:serviceType": "LoadBalancer",
+                               "orbit:serviceSourceRanges": ["10.0.0.0/8"]}).platform.service
 
-    def check(spec):
-        assert spec["load_balancer_source_ranges"] == ["203.0.113.0/24"]
+    def check(spec, metadata, url):
+        assert spec["type"] == "LoadBalancer"
+        assert metadata["annotations"] == {"networking.gke.io/load-balancer-type": "Internal"}
+        assert spec["load_balancer_source_ranges"] == ["10.0.0.0/8"]
+        assert url == f"http://{FAKE_LB_IP}"
 
-    return on(check, spec=service.service.spec)
+    return on(check, spec=service.service.spec, metadata=service.service.metadata, url=service.url)
 
 
 @pulumi.runtime.test
