@@ -198,12 +198,13 @@ class NoveltyModel:
                     f"probabilities must have shape ({len(x)}, {self.n_classes}) to match the embeddings; "
                     f"got {p.shape}"
                 )
-        z = x @ self._projection
-        w = z[:, : self.embedding_dim]
-        # |w - c|^2 = |w|^2 - 2 w.c + |c|^2: distance to the nearest class mean, in whitened space
-        scores = (w**2).sum(axis=1) + (self._centre_norms - 2 * w @ self._centres.T).min(axis=1)
-        if self.method == "relative_mahalanobis":
-            scores -= ((z[:, self.embedding_dim :] - self._background_centre) ** 2).sum(axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported just below
+            z = x @ self._projection
+            w = z[:, : self.embedding_dim]
+            # |w - c|^2 = |w|^2 - 2 w.c + |c|^2: distance to the nearest class mean, in whitened space
+            scores = (w**2).sum(axis=1) + (self._centre_norms - 2 * w @ self._centres.T).min(axis=1)
+            if self.method == "relative_mahalanobis":
+                scores -= ((z[:, self.embedding_dim :] - self._background_centre) ** 2).sum(axis=1)
         _check_finite("embeddings", x, scores)
         return scores
 
