@@ -13,7 +13,8 @@ The threshold is the score that the wanted share of *validation* images exceed
 (``novelty.false_unknown_rate`` in params.yaml), so it is set on images the network did not fit.
 
 Pure numpy/scikit-learn: serving imports this without TensorFlow. Scoring is one matrix product and a
-few reductions per batch; the fitted model is a small ``.npz`` (``NOVELTY_FILE``) in the model bundle.
+few reductions per batch (each distance expands into one shared quadratic and a linear term per class);
+the fitted model is a small ``.npz`` (``NOVELTY_FILE``) in the model bundle.
 """
 
 from __future__ import annotations
@@ -67,15 +68,6 @@ def _check_finite(name: str, array: np.ndarray, result: np.ndarray | None = None
         raise NoveltyError(f"{name} hold NaN or infinite values in {len(rows)} row(s) ({shown})")
     if result is not None:
         raise NoveltyError(f"{name} hold values too large to score (the distances overflow)")
-
-
-def _whitener(precision: np.ndarray) -> np.ndarray:
-    """A with A @ A.T == precision, so (x - m) @ A has squared norm = the Mahalanobis distance.
-
-    From the eigendecomposition rather than Cholesky: it tolerates a precision that is only positive
-    semi-definite in floating point."""
-    values, vectors = np.linalg.eigh((precision + precision.T) / 2)
-    return vectors * np.sqrt(np.clip(values, 0.0, None))
 
 
 def _labels(train_labels, n: int) -> tuple[np.ndarray, int]:
@@ -137,15 +129,15 @@ class NoveltyModel:
         self.false_unknown_rate = float(false_unknown_rate)
         self.val_flagged_rate = float(val_flagged_rate)
         self.n_train, self.n_val = int(n_train), int(n_val)
-        # Scoring works in whitened coordinates: one product with [A | A0] per batch, then squared norms.
-        whiten = _whitener(self.precision)
-        self._projection = whiten
-        self._centres = self.class_means @ whiten
-        self._centre_norms = (self._centres**2).sum(axis=1)
-        if method == "relative_mahalanobis":
-            background = _whitener(self.background_precision)
-            self._projection = np.hstack([whiten, background])
-            self._background_centre = self.background_mean @ background
+        # Every class distance minus the background distance is x'Qx + l_k.x + c_k, with one Q for all
+        # classes: scoring is one product with [Q | L] per batch and a few reductions.
+        mu, mu0 = self.class_means, self.background_mean
+        p, p0 = self.precision, self.background_precision
+        if method == "mahalanobis":
+            p0 = np.zeros_like(p0)
+        linear = -2 * (mu @ p - mu0 @ p0)  # (K, D)
+        self._offsets = np.einsum("kd,de,ke->k", mu, p, mu) - mu0 @ p0 @ mu0
+        self._weights = np.hstack([p - p0, linear.T])  # (D, D + K)
 
     @property
     def embedding_dim(self) -> int:
@@ -199,12 +191,9 @@ class NoveltyModel:
                     f"got {p.shape}"
                 )
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported just below
-            z = x @ self._projection
-            w = z[:, : self.embedding_dim]
-            # |w - c|^2 = |w|^2 - 2 w.c + |c|^2: distance to the nearest class mean, in whitened space
-            scores = (w**2).sum(axis=1) + (self._centre_norms - 2 * w @ self._centres.T).min(axis=1)
-            if self.method == "relative_mahalanobis":
-                scores -= ((z[:, self.embedding_dim :] - self._background_centre) ** 2).sum(axis=1)
+            y = x @ self._weights
+            dim = self.embedding_dim
+            scores = np.einsum("nd,nd->n", y[:, :dim], x) + (y[:, dim:] + self._offsets).min(axis=1)
         _check_finite("embeddings", x, scores)
         return scores
 
