@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 
@@ -29,11 +29,9 @@ from ml.params import NoveltyParams
 
 NOVELTY_FILE = "novelty.npz"
 FORMAT_VERSION = 1
-METHODS = ("relative_mahalanobis", "mahalanobis")
+METHODS: tuple[str, ...] = get_args(NoveltyParams.model_fields["method"].annotation)
 #: A class mean from fewer images is mostly noise, and its images would all look unknown to each other.
 MIN_IMAGES_PER_CLASS = 5
-
-Method = Literal["relative_mahalanobis", "mahalanobis"]
 
 
 class NoveltyError(ValueError):
@@ -107,7 +105,7 @@ class NoveltyModel:
         precision: np.ndarray,
         background_mean: np.ndarray,
         background_precision: np.ndarray,
-        method: Method,
+        method: str,
         threshold: float,
         false_unknown_rate: float,
         val_flagged_rate: float,
@@ -124,7 +122,7 @@ class NoveltyModel:
         shapes = (self.precision.shape, self.background_mean.shape, self.background_precision.shape)
         if shapes != ((dim, dim), (dim,), (dim, dim)):
             raise NoveltyError(f"inconsistent novelty model arrays for embedding width {dim}: {shapes}")
-        self.method: Method = method
+        self.method = method
         self.threshold = float(threshold)
         self.false_unknown_rate = float(false_unknown_rate)
         self.val_flagged_rate = float(val_flagged_rate)
