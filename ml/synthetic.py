@@ -301,6 +301,44 @@ def _render(
     return Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
 
 
+# --- probes: images that are no body at all (photos, noise, gradients), for the unknown-image detector ---
+
+PROBE_KINDS = ("photos", "noise", "gradients")
+
+
+def probe_images(kind: str, n: int, rng: np.random.Generator, size: int = 128) -> list[Image.Image]:
+    """`n` RGB images of one kind that no planet classifier should recognise: random crops (square or
+    oblong, at least 32 pixels a side) of the two photos scikit-learn ships, uniform or Gaussian pixel
+    noise (half each), or flat linear gradients between two random colours. Noise and gradients are
+    `size` x `size` like the dataset; crops keep their own size and go through preprocess like uploads."""
+    if kind not in PROBE_KINDS:
+        raise ValueError(f"unknown probe kind {kind!r}; kinds: {', '.join(PROBE_KINDS)}")
+    if kind == "photos":
+        from sklearn.datasets import load_sample_images  # two JPEGs inside the package: no download
+
+        photos = load_sample_images().images
+        crops = []
+        for i in range(n):
+            photo = photos[i % len(photos)]
+            h, w, _ = photo.shape
+            ch, cw = int(rng.integers(32, h)), int(rng.integers(32, w))
+            y, x = int(rng.integers(0, h - ch)), int(rng.integers(0, w - cw))
+            crops.append(Image.fromarray(photo[y : y + ch, x : x + cw]))
+        return crops
+    if kind == "noise":
+        uniform = rng.uniform(0, 255, (n // 2, size, size, 3))
+        gaussian = np.clip(rng.normal(128, 50, (n - n // 2, size, size, 3)), 0, 255)
+        return [Image.fromarray(a.astype(np.uint8), "RGB") for a in [*uniform, *gaussian]]
+    ys, xs = np.mgrid[0:size, 0:size] / (size - 1) - 0.5
+    gradients = []
+    for _ in range(n):
+        start, end, angle = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3), rng.uniform(0, 2 * np.pi)
+        t = np.cos(angle) * xs + np.sin(angle) * ys
+        t = ((t - t.min()) / np.ptp(t))[..., None]
+        gradients.append(Image.fromarray((start * (1 - t) + end * t).astype(np.uint8), "RGB"))
+    return gradients
+
+
 def image_seed(seed: int, body: str, index: int) -> np.random.SeedSequence:
     """The seed of one image: independent of how many images or which other classes are generated."""
     return np.random.SeedSequence([seed, zlib.crc32(body.encode()), index])
@@ -355,10 +393,12 @@ def _write(out_dir, draw, bodies: Sequence[str], count: int, size: int, seed: in
 __all__ = [
     "CLASSES",
     "JPEG_QUALITY",
+    "PROBE_KINDS",
     "UNKNOWN_BODIES",
     "generate_dataset",
     "generate_unknown",
     "image_seed",
+    "probe_images",
     "render",
     "render_unknown",
 ]

@@ -16,6 +16,7 @@ from ml.novelty import (
     threshold_for_rate,
 )
 from ml.params import NoveltyParams, ParamsError, parse_params
+from ml.synthetic import PROBE_KINDS, UNKNOWN_BODIES, generate_unknown, probe_images, render_unknown
 
 DIM, N_CLASSES = 24, 6
 METHODS = ("relative_mahalanobis", "mahalanobis")
@@ -222,6 +223,38 @@ def test_novelty_params_are_validated(raw, fragments):
     assert parse_params({}).novelty == NoveltyParams(method="relative_mahalanobis", false_unknown_rate=0.01)
 
 
+@pytest.mark.parametrize("kind", PROBE_KINDS)
+def test_probe_images_are_rgb_reproducible_and_no_lit_disc_on_black(kind):
+    images = probe_images(kind, 6, np.random.default_rng(3), size=40)
+    again = probe_images(kind, 6, np.random.default_rng(3), size=40)
+    assert len(images) == 6 and all(im.mode == "RGB" for im in images)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(images, again, strict=True))
+    assert len({np.asarray(im).tobytes() for im in images}) == 6
+    for image in images:
+        pixels = np.asarray(image).astype(int)
+        assert min(image.size) >= 32
+        # unlike every training image, the frame's border is not black
+        border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+        assert (border.sum(axis=1) > 30).mean() > 0.5
+    with pytest.raises(ValueError, match="unknown probe kind 'cats'.*photos"):
+        probe_images("cats", 1, np.random.default_rng(0))
+
+
+def test_unknown_bodies_are_lit_bodies_on_black_and_only_unknown_names_are_accepted(tmp_path):
+    for body in UNKNOWN_BODIES:
+        pixels = np.asarray(render_unknown(body, 48, np.random.default_rng(1))).astype(int)
+        assert pixels[[0, 0, -1, -1], [0, -1, 0, -1]].max() == 0
+        assert 0.05 < (pixels.sum(axis=2) > 30).mean() < 0.9
+    with pytest.raises(ValueError, match="'Earth' is not an unknown body"):
+        render_unknown("Earth", 48, np.random.default_rng(0))
+    counts = generate_unknown(tmp_path, per_body=2, size=32, bodies=("Eris", "Haumea"))
+    assert counts == {"Eris": 2, "Haumea": 2}
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jpg"))
+    assert files == ["Eris/Eris_0.jpg", "Eris/Eris_1.jpg", "Haumea/Haumea_0.jpg", "Haumea/Haumea_1.jpg"]
+    with pytest.raises(ValueError, match=r"\['Pluto'\] are not unknown bodies"):
+        generate_unknown(tmp_path, per_body=1, bodies=("Pluto",))
+
+
 def _colour_features(image) -> np.ndarray:
     """Rotation-invariant colour statistics of the lit pixels: what a tiny network can learn from fast."""
     pixels = np.asarray(image, dtype=np.float32) / 255
@@ -240,7 +273,7 @@ def test_unknown_bodies_rendered_by_synthetic_are_flagged_by_a_tiny_network():
     from sklearn.neural_network import MLPClassifier
 
     from ml.classes import CLASSES
-    from ml.synthetic import UNKNOWN_BODIES, render, render_unknown
+    from ml.synthetic import render
 
     def features(draw, bodies, seeds):
         return np.array([_colour_features(draw(b, 32, np.random.default_rng([s, k])))
