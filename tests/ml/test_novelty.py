@@ -133,6 +133,26 @@ def test_save_load_round_trip_gives_identical_scores(tmp_path, clusters, data, m
     assert model.describe()["method"] == method and model.describe()["embedding_dim"] == DIM
 
 
+def test_validation_images_set_the_threshold_only(clusters, data):
+    """The Gaussians come from the training split alone: another validation split moves the threshold, not
+    the scores."""
+    train, labels, val = data
+    other_val, _ = clusters.sample(300)
+    first = NoveltyModel.fit(train, labels, val, params=NoveltyParams())
+    second = NoveltyModel.fit(train, labels, other_val * 1.5, params=NoveltyParams())
+    probe, _ = clusters.sample(20)
+    assert np.array_equal(first.score(probe), second.score(probe))
+    assert second.threshold > first.threshold
+
+
+def test_describe_is_json_for_the_bundle_meta(data):
+    import json
+
+    described = json.loads(json.dumps(_fit(data).describe()))
+    assert described["file"] == NOVELTY_FILE and described["n_classes"] == N_CLASSES
+    assert described["false_unknown_rate"] == 0.01 and described["n_val"] == len(data[2])
+
+
 def test_save_keeps_the_name_it_is_given(tmp_path, data):
     _fit(data).save(tmp_path / "detector.bin")
     assert [p.name for p in tmp_path.iterdir()] == ["detector.bin"]
