@@ -18,7 +18,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 
 .PHONY: help setup setup-infra crd-schemas data bucket-start bucket-stop repro push pull metrics bento serve demo \
-        test test-main test-infra bench-train bench-serve plan lint clean image
+        test test-main test-infra bench-train bench-serve bench-novelty plan lint clean image
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -107,6 +107,9 @@ bench-train: $(STAMP) ## pipeline on the real data over 3 seeds: accuracy, time,
 
 bench-serve: $(STAMP) ## load test of the real server at concurrency 1, 16, 64 against a guide-style baseline
 	$(PY) bench/bench_serve.py
+
+bench-novelty: $(STAMP) ## unknown-image detector on the real data vs max-softmax: AUROC, flagged shares, cost
+	$(PY) bench/bench_novelty.py
 
 STACK ?= dev
 plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod, TAG=<sha>: a release), from mocks, not `pulumi preview`

@@ -78,6 +78,17 @@ class EvaluateParams(_Section):
     preview_count: int = Field(25, ge=1, le=400)
 
 
+class NoveltyParams(_Section):
+    """The unknown-image detector fitted on the model's embeddings (ml/novelty.py)."""
+
+    method: Literal["relative_mahalanobis", "mahalanobis"] = Field(
+        "relative_mahalanobis", description="distance to the nearest training class, in the embedding"
+    )
+    false_unknown_rate: float = Field(
+        0.01, gt=0.0, lt=0.5, description="share of known validation images flagged: sets the threshold"
+    )
+
+
 class GateParams(_Section):
     """Regression gate used by CI: a candidate may not lose more than this against main."""
 
@@ -91,6 +102,7 @@ class Params(_Section):
     prepare: PrepareParams = PrepareParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    novelty: NoveltyParams = NoveltyParams()
     gate: GateParams = GateParams()
 
     @model_validator(mode="after")
@@ -134,7 +146,8 @@ def load_params(path: str | Path = DEFAULT_PARAMS_PATH) -> Params:
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from None
     if raw is not None and not isinstance(raw, dict):
-        raise ParamsError(f"{path} must be a mapping of sections (data, prepare, train, evaluate, gate)")
+        sections = ", ".join(Params.model_fields)
+        raise ParamsError(f"{path} must be a mapping of sections ({sections})")
     return parse_params(raw)
 
 

@@ -1,4 +1,5 @@
-"""Procedural renders of the ten bodies, for tests and offline use.
+"""Procedural renders of the ten bodies (and of four dwarf planets that are none of them), for tests and
+offline use.
 
 Each image is a lit sphere on black, like the real dataset: per-body colours, bands (gas giants), rings
 (Saturn), craters (Moon, Mercury, Pluto), oceans and clouds (Earth), under a random orientation, light
@@ -180,6 +181,43 @@ _SURFACES: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = 
     "Venus": _venus,
 }
 
+# --- unknown bodies: dwarf planets the classifier never sees, for testing the unknown-image detector ---
+
+
+def _ceres(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    colour = _mix((0.64, 0.58, 0.50), (0.40, 0.37, 0.33), 0.5 + _noise(p, rng, freq=2.5, octaves=4))
+    colour = colour * _craters(p, rng, count=30, size=(0.04, 0.15))[:, None]
+    bright = (p @ _unit(rng, 2).T > np.cos(0.07)).any(axis=1)  # salt deposits, like Occator's
+    colour[bright] = (0.95, 0.95, 0.92)
+    return colour
+
+
+def _eris(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    colour = _mix((0.82, 0.86, 0.92), (0.56, 0.61, 0.70), 0.5 + _noise(p, rng, freq=3.0, octaves=4))
+    return colour * _craters(p, rng, count=6, size=(0.03, 0.08))[:, None]
+
+
+def _haumea(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    colour = _mix((0.80, 0.80, 0.80), (0.38, 0.38, 0.38), 0.5 + _noise(p, rng, freq=3.0, octaves=4))
+    colour = colour * _craters(p, rng, count=15, size=(0.05, 0.15))[:, None]
+    spot = p @ _unit(rng, 1)[0] > np.cos(0.35)
+    colour[spot] = colour[spot] * np.array([0.6, 0.36, 0.3], dtype=_F)  # the dark red spot
+    return colour
+
+
+def _makemake(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return _mix((0.90, 0.64, 0.54), (0.55, 0.30, 0.24), 0.5 + _noise(p, rng, freq=2.2, octaves=4))
+
+
+_UNKNOWN_SURFACES: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "Ceres": _ceres,
+    "Eris": _eris,
+    "Haumea": _haumea,
+    "Makemake": _makemake,
+}
+#: The guide's extra-classes: bodies that are none of the ten classes.
+UNKNOWN_BODIES = tuple(_UNKNOWN_SURFACES)
+
 #: Rings (inner, outer radius in planet radii) and their colours from inside out.
 _RING_RADII = (1.25, 2.25)
 _RING_STOPS = [
@@ -199,10 +237,31 @@ def render(body: str, size: int, rng: np.random.Generator) -> Image.Image:
     """One RGB image of `body`, `size` x `size` pixels, drawn entirely from `rng`."""
     if body not in _SURFACES:
         raise ValueError(f"unknown body {body!r}; known bodies: {', '.join(_SURFACES)}")
+    return _render(_SURFACES[body], size, rng, ringed=body == "Saturn")
+
+
+def render_unknown(body: str, size: int, rng: np.random.Generator) -> Image.Image:
+    """One image of a dwarf planet that is none of the classes (UNKNOWN_BODIES), lit and framed like
+    :func:`render`'s, so only what the body looks like tells it apart. Haumea is an elongated ellipsoid."""
+    if body not in _UNKNOWN_SURFACES:
+        raise ValueError(f"{body!r} is not an unknown body; unknown bodies: {', '.join(UNKNOWN_BODIES)}")
+    stretch, angle = (rng.uniform(1.6, 2.0), rng.uniform(0, np.pi)) if body == "Haumea" else (1.0, 0.0)
+    return _render(_UNKNOWN_SURFACES[body], size, rng, ringed=False, stretch=stretch, angle=angle)
+
+
+def _render(
+    surface: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    size: int,
+    rng: np.random.Generator,
+    *,
+    ringed: bool,
+    stretch: float = 1.0,
+    angle: float = 0.0,
+) -> Image.Image:
+    """A lit body on black; `stretch` > 1 draws an ellipsoid whose long axis is turned by `angle`."""
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels; got {size}")
-    ringed = body == "Saturn"
-    radius = size * (0.21 if ringed else 0.44) * rng.uniform(0.9, 1.05)
+    radius = size * (0.21 if ringed else 0.44 / stretch) * rng.uniform(0.9, 1.05)
     centre = size / 2 + rng.uniform(-0.05, 0.05, 2) * size
     # Camera angles like the real renders: the pole near the top, up to 45 degrees of tilt, any spin.
     tilt = rng.uniform(0.2, 0.6) * rng.choice([-1, 1]) if ringed else rng.uniform(-np.pi / 4, np.pi / 4)
@@ -213,6 +272,9 @@ def render(body: str, size: int, rng: np.random.Generator) -> Image.Image:
     ys, xs = np.mgrid[0:size, 0:size].astype(_F) + _F(0.5)
     x = (xs - centre[0]) / _F(radius)
     y = (centre[1] - ys) / _F(radius)
+    if stretch != 1.0:
+        cos, sin = _F(np.cos(angle)), _F(np.sin(angle))
+        x, y = (cos * x + sin * y) / _F(stretch), cos * y - sin * x
     dist = np.sqrt(x * x + y * y)
     coverage = np.clip((1 - dist) * radius + 0.5, 0, 1)  # anti-aliased rim, one pixel wide
     on_disc = coverage > 0
@@ -220,11 +282,11 @@ def render(body: str, size: int, rng: np.random.Generator) -> Image.Image:
     scale = np.minimum(1, 1 / np.maximum(dist[on_disc], 1e-6))
     normal = np.stack([x[on_disc] * scale, y[on_disc] * scale, np.zeros(on_disc.sum(), _F)], axis=1)
     normal[:, 2] = np.sqrt(np.clip(1 - (normal[:, :2] ** 2).sum(axis=1), 0, 1))
-    surface = _SURFACES[body](normal @ view_from_body, rng)
-    surface = surface * _F(rng.uniform(0.9, 1.1) * rng.uniform(0.97, 1.03, 3))  # brightness and tint jitter
+    colour = surface(normal @ view_from_body, rng)
+    colour = colour * _F(rng.uniform(0.9, 1.1) * rng.uniform(0.97, 1.03, 3))  # brightness and tint jitter
     shade = 0.35 + 0.65 * np.clip(normal @ light, 0, 1)
     image = np.zeros((size, size, 3), dtype=_F)
-    image[on_disc] = surface * (shade * coverage[on_disc])[:, None]
+    image[on_disc] = colour * (shade * coverage[on_disc])[:, None]
 
     if ringed:
         pole = view_from_body[:, 1]
@@ -237,6 +299,44 @@ def render(body: str, size: int, rng: np.random.Generator) -> Image.Image:
         image[visible] = _palette(_RING_STOPS, t) * _F(0.3 + 0.7 * abs(pole[2]) ** 0.3)
 
     return Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
+
+
+# --- probes: images that are no body at all (photos, noise, gradients), for the unknown-image detector ---
+
+PROBE_KINDS = ("photos", "noise", "gradients")
+
+
+def probe_images(kind: str, n: int, rng: np.random.Generator, size: int = 128) -> list[Image.Image]:
+    """`n` RGB images of one kind that no planet classifier should recognise: random crops (square or
+    oblong, at least 32 pixels a side) of the two photos scikit-learn ships, uniform or Gaussian pixel
+    noise (half each), or flat linear gradients between two random colours. Noise and gradients are
+    `size` x `size` like the dataset; crops keep their own size and go through preprocess like uploads."""
+    if kind not in PROBE_KINDS:
+        raise ValueError(f"unknown probe kind {kind!r}; kinds: {', '.join(PROBE_KINDS)}")
+    if kind == "photos":
+        from sklearn.datasets import load_sample_images  # two JPEGs inside the package: no download
+
+        photos = load_sample_images().images
+        crops = []
+        for i in range(n):
+            photo = photos[i % len(photos)]
+            h, w, _ = photo.shape
+            ch, cw = int(rng.integers(32, h)), int(rng.integers(32, w))
+            y, x = int(rng.integers(0, h - ch)), int(rng.integers(0, w - cw))
+            crops.append(Image.fromarray(photo[y : y + ch, x : x + cw]))
+        return crops
+    if kind == "noise":
+        uniform = rng.uniform(0, 255, (n // 2, size, size, 3))
+        gaussian = np.clip(rng.normal(128, 50, (n - n // 2, size, size, 3)), 0, 255)
+        return [Image.fromarray(a.astype(np.uint8), "RGB") for a in [*uniform, *gaussian]]
+    ys, xs = np.mgrid[0:size, 0:size] / (size - 1) - 0.5
+    gradients = []
+    for _ in range(n):
+        start, end, angle = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3), rng.uniform(0, 2 * np.pi)
+        t = np.cos(angle) * xs + np.sin(angle) * ys
+        t = ((t - t.min()) / np.ptp(t))[..., None]
+        gradients.append(Image.fromarray((start * (1 - t) + end * t).astype(np.uint8), "RGB"))
+    return gradients
 
 
 def image_seed(seed: int, body: str, index: int) -> np.random.SeedSequence:
@@ -253,21 +353,52 @@ def generate_dataset(
     classes: Sequence[str] = CLASSES,
 ) -> dict[str, int]:
     """Write `out_dir/<Class>/<Class>_<i>.jpg` (JPEG quality 95) and return the count per class."""
-    if per_class < 1:
-        raise ValueError(f"per_class must be at least 1; got {per_class}")
     unknown = [c for c in classes if c not in _SURFACES]
     if unknown:
         raise ValueError(f"unknown classes {unknown}; known bodies: {', '.join(_SURFACES)}")
+    return _write(out_dir, render, classes, per_class, size, seed)
+
+
+def generate_unknown(
+    out_dir: Path,
+    *,
+    per_body: int,
+    size: int = 128,
+    seed: int = 0,
+    bodies: Sequence[str] = UNKNOWN_BODIES,
+) -> dict[str, int]:
+    """Write `out_dir/<Body>/<Body>_<i>.jpg` of dwarf planets that are none of the classes (a stand-in for
+    the guide's extra-classes where ../shared is absent) and return the count per body."""
+    wrong = [b for b in bodies if b not in _UNKNOWN_SURFACES]
+    if wrong:
+        raise ValueError(f"{wrong} are not unknown bodies; unknown bodies: {', '.join(UNKNOWN_BODIES)}")
+    return _write(out_dir, render_unknown, bodies, per_body, size, seed)
+
+
+def _write(out_dir, draw, bodies: Sequence[str], count: int, size: int, seed: int) -> dict[str, int]:
+    if count < 1:
+        raise ValueError(f"per_class must be at least 1; got {count}")
     out_dir = Path(out_dir)
     counts: dict[str, int] = {}
-    for body in classes:
+    for body in bodies:
         folder = out_dir / body
         folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            image = render(body, size, np.random.default_rng(image_seed(seed, body, i)))
+        for i in range(count):
+            image = draw(body, size, np.random.default_rng(image_seed(seed, body, i)))
             image.save(folder / f"{body}_{i}.jpg", format="JPEG", quality=JPEG_QUALITY)
-        counts[body] = per_class
+        counts[body] = count
     return counts
 
 
-__all__ = ["CLASSES", "JPEG_QUALITY", "generate_dataset", "image_seed", "render"]
+__all__ = [
+    "CLASSES",
+    "JPEG_QUALITY",
+    "PROBE_KINDS",
+    "UNKNOWN_BODIES",
+    "generate_dataset",
+    "generate_unknown",
+    "image_seed",
+    "probe_images",
+    "render",
+    "render_unknown",
+]
