@@ -18,8 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ml.classes import CLASSES
-
+#: The ten bodies this generator can draw (the guide's classes). Only the generator's own list: the classes
+#: of a dataset are its folders (ml/prepare.py).
+BODIES: tuple[str, ...] = (
+    "Earth", "Jupiter", "Mars", "Mercury", "Moon", "Neptune", "Pluto", "Saturn", "Uranus", "Venus"
+)
 JPEG_QUALITY = 95
 
 _F = np.float32
@@ -250,7 +253,7 @@ def generate_dataset(
     per_class: int,
     size: int = 128,
     seed: int = 0,
-    classes: Sequence[str] = CLASSES,
+    classes: Sequence[str] = BODIES,
 ) -> dict[str, int]:
     """Write `out_dir/<Class>/<Class>_<i>.jpg` (JPEG quality 95) and return the count per class."""
     if per_class < 1:
@@ -270,4 +273,4 @@ def generate_dataset(
     return counts
 
 
-__all__ = ["CLASSES", "JPEG_QUALITY", "generate_dataset", "image_seed", "render"]
+__all__ = ["BODIES", "JPEG_QUALITY", "generate_dataset", "image_seed", "render"]
