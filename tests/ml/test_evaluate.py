@@ -51,6 +51,10 @@ def test_metrics_follow_the_contract(evaluated, workspace):
     assert set(metrics) == set(ev.METRIC_KEYS)
     assert metrics["n_val"] == len(prep.read_manifest(workspace / "prepared")["files"]["val"]) > 0
     assert list(metrics["per_class_accuracy"]) == list(CLASSES)
+    # no provenance: every validation image is "original", none was labelled
+    assert metrics["n_val_original"] == metrics["n_val"]
+    assert metrics["accuracy_original"] == metrics["accuracy"]
+    assert metrics["n_val_labelled"] == 0 and metrics["accuracy_labelled"] is None
     for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["loss"] > 0
