@@ -34,3 +34,12 @@ def test_the_html_report_shows_the_groups_when_metrics_have_them():
     assert "By origin" in table and table.count("<tr>") == 5
     assert "accepted unchanged" in table and '<td class="n">1.0000</td>' in table
     assert report.origin_table({"accuracy": 1.0, "n_val": 3}) == ""  # older metrics.json
+
+
+def test_the_architecture_page_lists_every_origin_key():
+    from tests.conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    keys_paragraph = text.split("`evaluation/metrics.json` keys:", 1)[1].split("\n\n", 1)[0]
+    for key in origin.METRIC_KEYS:
+        assert f"`{key}`" in keys_paragraph, key
