@@ -459,7 +459,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from ml.params import load_params
 
     params = load_params(args.params)
-    data, classes = params.data, params.prepare.classes
+    data, classes = params.data, (params.prepare.classes or None)
     source = args.source or data.source
     out = Path(args.out)
     if args.if_missing and out.is_dir() and any(out.iterdir()):
@@ -505,7 +505,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from ml.params import load_params
 
     root = Path(args.dir)
-    classes = load_params(args.params).prepare.classes if Path(args.params).is_file() else None
+    classes = (load_params(args.params).prepare.classes or None) if Path(args.params).is_file() else None
     print(f"validating {root} ...")
     report = validate_or_quarantine(root, classes, quarantine_dir=args.quarantine, log=_print)
     print(report.table())

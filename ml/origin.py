@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-#: The groups, each reported as `accuracy_<group>` (None without images) and `n_val_<group>`.
+#: The groups, each reported as `n_val_<group>` and, when it has images, `accuracy_<group>` (no null: dvc
+#: drops nulls and BentoML's model metadata refuses them).
 ORIGINS = ("original", "labelled", "changed", "accepted")
 METRIC_KEYS = tuple(f"accuracy_{o}" for o in ORIGINS) + tuple(f"n_val_{o}" for o in ORIGINS)
 
@@ -31,12 +32,14 @@ def origin_masks(files: list[str], labelled: dict[str, bool | None]) -> dict[str
 def origin_metrics(
     files: list[str], y_true: np.ndarray, y_pred: np.ndarray, labelled: dict[str, bool | None]
 ) -> dict:
-    """The metrics.json entries `accuracy_<group>` and `n_val_<group>` for every group of ORIGINS."""
+    """The metrics.json entries `n_val_<group>` for every group of ORIGINS, and `accuracy_<group>` for the
+    groups with images."""
     right = np.asarray(y_true) == np.asarray(y_pred)
     out: dict = {}
     for name, mask in origin_masks(files, labelled).items():
         n = int(mask.sum())
-        out[f"accuracy_{name}"] = round(float(right[mask].mean()), 6) if n else None
+        if n:
+            out[f"accuracy_{name}"] = round(float(right[mask].mean()), 6)
         out[f"n_val_{name}"] = n
     return out
 

@@ -47,17 +47,15 @@ class PrepareParams(_Section):
     min_images_per_class: int = Field(
         20, ge=2, le=100_000, description="a class folder with fewer images is refused, not trained on"
     )
-    classes: list[str] | None = Field(
-        None, description="optional pin: the class folders data/raw must hold (default: whatever it holds)"
+    classes: list[str] = Field(
+        default_factory=list, description="pin: the class folders data/raw must hold; []: whatever it holds"
     )
 
     @field_validator("classes")
     @classmethod
-    def _classes_distinct(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if len(value) < 2 or len(set(value)) != len(value) or not all(value):
-            raise ValueError("must be a list of at least 2 distinct, non-empty class names, or left out")
+    def _classes_distinct(cls, value: list[str]) -> list[str]:
+        if value and (len(value) < 2 or len(set(value)) != len(value) or not all(value)):
+            raise ValueError("must be [] (no pin) or a list of at least 2 distinct, non-empty class names")
         return value
 
     @property

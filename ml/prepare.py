@@ -172,7 +172,7 @@ def check_classes(found: Sequence[str], expected: Sequence[str], raw_dir: Path) 
         parts += [f"missing folder(s): {', '.join(missing)}"] * bool(missing)
         raise PrepareError(
             f"the class folders in {raw_dir} do not match prepare.classes in params.yaml "
-            f"({'; '.join(parts)}). Update prepare.classes (or set it to null to take the classes from the "
+            f"({'; '.join(parts)}). Update prepare.classes (or set it to [] to take the classes from the "
             "folders), or fix the folders"
         )
 
@@ -200,7 +200,7 @@ def prepare(
 ) -> dict:
     """Write the two splits and the manifest; return the manifest."""
     inventory = list_images(raw_dir)
-    if params.classes is not None:
+    if params.classes:
         check_classes(inventory.classes, params.classes, raw_dir)
     check_minimum(inventory, params.min_images_per_class, raw_dir)
     classes, paths, labels = inventory.classes, inventory.paths, inventory.labels
