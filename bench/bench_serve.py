@@ -94,9 +94,9 @@ def train_small_model(folder: Path) -> None:
     """The pipeline's architecture (ml.model, params.yaml), one epoch on noise: the real inference cost."""
     import keras
 
-    from ml.classes import CLASSES
     from ml.model import build_model
     from ml.params import load_params
+    from ml.synthetic import BODIES as CLASSES
 
     params = load_params(REPO_ROOT / "params.yaml")
     config = params.prepare.preprocess

@@ -5,8 +5,10 @@
     python -m ci.report --base-rev origin/main            # same, from the two metrics files
 
 Reviewers see the gate verdict (computed from the same numbers by `ci.gate`), the headline metrics main vs
-this PR with deltas, every class's accuracy on both sides with the largest change first, the mistakes the
-PR's model makes most (from `evaluation/predictions.csv`), and a link to the plots artifact.
+this PR with deltas, the accuracy by origin of the validation images (the images main already had vs those
+added by labelling, and human-changed vs accepted pre-labels), every class's accuracy on both sides with the
+largest change first, the mistakes the PR's model makes most (from `evaluation/predictions.csv`), and a link
+to the plots artifact.
 """
 
 from __future__ import annotations
@@ -35,12 +37,24 @@ PLOT_SUFFIXES = (".png", ".svg", ".html")
 #: The columns of evaluation/predictions.csv that the confusions need (ml/evaluate.py writes them).
 PREDICTION_COLUMNS = ("actual", "predicted")
 TOP_CONFUSIONS = 5
+#: The groups of ml/origin.py (metrics `accuracy_<group>`, `n_val_<group>`), with what a reviewer reads.
+ORIGINS = {
+    "original": "images main already had (same split: like with like)",
+    "labelled": "images added by labelling",
+    "changed": "labelled, pre-label changed by a person",
+    "accepted": "labelled, pre-label accepted unchanged",
+}
+ORIGIN_KEYS = frozenset(f"{prefix}_{group}" for group in ORIGINS for prefix in ("accuracy", "n_val"))
+
+
+def _is_count(key: str) -> bool:
+    return key == "n_val" or key.startswith("n_val_")
 
 
 def _fmt(value: float | None, key: str) -> str:
     if value is None:
         return "–"
-    if key == "n_val":
+    if _is_count(key):
         return str(int(value))
     return f"{value:.4f}"
 
@@ -49,7 +63,7 @@ def _delta(base: float | None, head: float | None, key: str) -> str:
     if base is None or head is None:
         return "new" if base is None and head is not None else "–"
     change = head - base
-    if key == "n_val":
+    if _is_count(key):
         return f"{int(change):+d}" if change else "0"
     if abs(change) < NOISE / 10:
         return "±0"
@@ -59,6 +73,7 @@ def _delta(base: float | None, head: float | None, key: str) -> str:
 
 def _scalar_keys(pair: MetricsPair) -> list[str]:
     present = {k for side in (pair.base or {}, pair.head) for k, v in side.items() if k != PER_CLASS}
+    present -= ORIGIN_KEYS  # they have their own table
     return [k for k in SCALARS if k in present] + sorted(present - set(SCALARS))
 
 
@@ -69,6 +84,23 @@ def metrics_table(pair: MetricsPair) -> str:
         b, h = base.get(key), pair.head.get(key)
         rows.append(f"| {key} | {_fmt(b, key)} | {_fmt(h, key)} | {_delta(b, h, key)} |")
     return "\n".join(rows)
+
+
+def origin_section(pair: MetricsPair) -> str:
+    """Accuracy by origin of the validation images, main vs this PR; empty before evaluate wrote them."""
+    base = pair.base or {}
+    if not any(f"n_val_{group}" in pair.head for group in ORIGINS):
+        return ""
+    rows = [
+        f"| images | {pair.base_label} | {pair.head_label} | change | images ({pair.head_label}) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for group, what in ORIGINS.items():
+        key = f"accuracy_{group}"
+        b, h = base.get(key), pair.head.get(key)
+        count = _fmt(pair.head.get(f"n_val_{group}"), "n_val")
+        rows.append(f"| {what} | {_fmt(b, key)} | {_fmt(h, key)} | {_delta(b, h, key)} | {count} |")
+    return "**Accuracy by origin** (`accuracy_<group>` in metrics.json)\n\n" + "\n".join(rows)
 
 
 def _per_class(metrics: dict | None) -> dict[str, float | None]:
@@ -203,6 +235,7 @@ def build(
         f"### {title}{baseline}",
         gate_section(verdict, gate_error or "no gate parameters"),
         metrics_table(pair),
+        origin_section(pair),
         per_class_section(pair),
         confusions_section(predictions),
         plots_section(plots_dir, run_url, artifact, artifact_url),

@@ -10,7 +10,8 @@ failed or interrupted fetch leaves the previous `data/raw` exactly as it was.
 
 Validation decodes every file with the same `load_image` that training and serving use. A file that does
 not decode is named in the error, never skipped; `--quarantine DIR` instead moves such files there and
-lists them, for when the rest of the data should be used anyway.
+lists them, for when the rest of the data should be used anyway. The classes are the folders found, unless
+`prepare.classes` in params.yaml pins them (then a missing or unexpected folder is a problem too).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ml.classes import CLASSES
+from ml.prepare import IMAGE_SUFFIXES
 from ml.preprocess import InvalidImageError, load_image
+from ml.provenance import PROVENANCE_FILE
 
 SOURCES = ("folder", "url", "synthetic")
 DEFAULT_OUT = Path("data/raw")
@@ -61,7 +63,7 @@ class ValidationReport:
     """What `validate` found; `ok` only when every file decodes and the class folders are as expected."""
 
     root: Path
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # the pinned classes, or the folders found when none are pinned
     counts: dict[str, int] = field(default_factory=dict)  # decodable images per class folder present
     bad_files: list[tuple[str, str]] = field(default_factory=list)  # (path relative to root, reason)
     missing: list[str] = field(default_factory=list)
@@ -71,7 +73,13 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.bad_files or self.missing or self.unexpected or self.stray or self.empty)
+        problems = self.bad_files or self.missing or self.unexpected or self.stray or self.empty
+        return not (problems or self.no_classes)
+
+    @property
+    def no_classes(self) -> bool:
+        """Nothing pinned is missing, yet there is no class folder: not a dataset at all."""
+        return not self.counts and not self.missing
 
     @property
     def empty(self) -> list[str]:
@@ -84,6 +92,8 @@ class ValidationReport:
     def problems(self) -> list[str]:
         """One line per problem, each saying what to do about it."""
         lines = [f"{path}: {reason}" for path, reason in self.bad_files]
+        if self.no_classes:
+            lines.append(f"{self.root}: no class folders (expected <Class>/<image> sub-folders)")
         for name in self.unexpected:
             close = difflib.get_close_matches(name, self.classes, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]}?)" if close else ""
@@ -118,10 +128,12 @@ class ValidationReport:
     def error_message(self, where: str) -> str:
         problems = self.problems()
         count = sum(map(len, (self.bad_files, self.unexpected, self.missing, self.empty, self.stray)))
+        count += self.no_classes
         return (
             f"{where} is not a usable dataset ({count} problem{'s' * (count != 1)}):\n  "
             + "\n  ".join(problems)
-            + f"\nExpected one folder per class ({', '.join(self.classes)}), each holding image files."
+            + f"\nExpected one folder per class ({', '.join(self.classes) or 'none found'}), each holding "
+            "image files."
             + (
                 " Fix or remove the files named above, or rerun with --quarantine DIR to move them aside."
                 if self.bad_files
@@ -130,16 +142,18 @@ class ValidationReport:
         )
 
 
-def validate(root: Path, classes: Sequence[str] = CLASSES, *, log: Log | None = None) -> ValidationReport:
-    """Decode every file under `root` and compare the class folders with `classes`."""
+def validate(root: Path, classes: Sequence[str] | None = None, *, log: Log | None = None) -> ValidationReport:
+    """Decode every file under `root`; with `classes` (a pin), compare the class folders with it."""
     root = Path(root)
-    report = ValidationReport(root=root, classes=tuple(classes))
+    report = ValidationReport(root=root, classes=tuple(classes or ()))
     if not root.is_dir():
-        report.missing = list(classes)
+        report.missing = list(classes or ())
         return report
     entries = sorted(root.iterdir(), key=lambda p: p.name)
     folders = [p for p in entries if p.is_dir()]
-    report.stray = [p.name for p in entries if not p.is_dir()]
+    if classes is None:
+        classes = report.classes = tuple(p.name for p in folders)
+    report.stray = [p.name for p in entries if not p.is_dir() and p.name != PROVENANCE_FILE]
     report.missing = [c for c in classes if not (root / c).is_dir()]
     report.unexpected = [p.name for p in folders if p.name not in classes]
     for folder in folders:
@@ -176,7 +190,7 @@ def quarantine(report: ValidationReport, dest: Path) -> list[Path]:
 
 def validate_or_quarantine(
     root: Path,
-    classes: Sequence[str] = CLASSES,
+    classes: Sequence[str] | None = None,
     *,
     quarantine_dir: Path | None = None,
     log: Log | None = None,
@@ -192,7 +206,7 @@ def validate_or_quarantine(
 
 def check(
     root: Path,
-    classes: Sequence[str] = CLASSES,
+    classes: Sequence[str] | None = None,
     *,
     quarantine_dir: Path | None = None,
     where: str | None = None,
@@ -258,22 +272,32 @@ def download(url: str, dest: Path, *, log: Log = _print, timeout: float = DOWNLO
     return received
 
 
-def find_class_root(names: Iterable[str], classes: Sequence[str] = CLASSES) -> PurePosixPath:
-    """The folder inside an archive whose sub-folders best match `classes` (the shallowest on a tie)."""
+def find_class_root(names: Iterable[str], classes: Sequence[str] | None = None) -> PurePosixPath:
+    """The folder inside an archive whose sub-folders best match `classes` (the shallowest on a tie);
+    without `classes`, the one with the most sub-folders of images."""
+    names = list(names)
     children: dict[PurePosixPath, set[str]] = {}
     for name in names:
         parts = PurePosixPath(name).parts
         if len(parts) >= 2 and parts[0] != "__MACOSX":
+            if classes is None and PurePosixPath(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
             children.setdefault(PurePosixPath(*parts[:-2]), set()).add(parts[-2])
-    wanted = set(classes)
-    scored = [(len(found & wanted), -len(root.parts), root) for root, found in children.items()]
+    wanted = set(classes) if classes is not None else None
+    scored = [
+        (len(found if wanted is None else found & wanted), -len(root.parts), root)
+        for root, found in children.items()
+    ]
     best = max(scored, default=(0, 0, PurePosixPath()), key=lambda s: (s[0], s[1]))
     if best[0] == 0:
         tops = sorted({PurePosixPath(n).parts[0] for n in names if n.strip("/")})[:10]
-        raise DataError(
-            f"the archive has no folders named after the classes ({', '.join(classes)}); "
-            f"its top level holds: {', '.join(tops) or 'nothing'}"
+        looked_for = (
+            "sub-folders of images (<Class>/<image>)"
+            if classes is None
+            else f"folders named after the classes ({', '.join(classes)})"
         )
+        holds = ", ".join(tops) or "nothing"
+        raise DataError(f"the archive has no {looked_for}; its top level holds: {holds}")
     return best[2]
 
 
@@ -291,7 +315,7 @@ def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
 def extract_dataset(
     archive: Path,
     dest: Path,
-    classes: Sequence[str] = CLASSES,
+    classes: Sequence[str] | None = None,
     *,
     log: Log = _print,
     max_bytes: int = MAX_EXTRACTED_BYTES,
@@ -337,7 +361,7 @@ def extract_dataset(
     return root
 
 
-def fetch_url(url: str, dest: Path, classes: Sequence[str] = CLASSES, *, log: Log = _print) -> None:
+def fetch_url(url: str, dest: Path, classes: Sequence[str] | None = None, *, log: Log = _print) -> None:
     """Download the zip at `url` next to `dest` and unpack its class folders into `dest`."""
     log(f"downloading {url} ...")
     fd, tmp = tempfile.mkstemp(prefix=".download.", suffix=".zip", dir=Path(dest).parent)
@@ -379,7 +403,7 @@ def fetch(
     per_class: int = 60,
     size: int = 128,
     seed: int = 0,
-    classes: Sequence[str] = CLASSES,
+    classes: Sequence[str] | None = None,
     quarantine_dir: Path | None = None,
     log: Log = _print,
 ) -> ValidationReport:
@@ -403,11 +427,12 @@ def fetch(
             fetch_url(url, staging, classes, log=log)
             where = f"the archive {url}"
         else:
-            from ml.synthetic import generate_dataset
+            from ml.synthetic import BODIES, generate_dataset
 
             log(f"rendering {per_class} synthetic images per class ({size}x{size}, seed {seed}) ...")
             try:
-                generate_dataset(staging, per_class=per_class, size=size, seed=seed, classes=classes)
+                bodies = BODIES if classes is None else classes
+                generate_dataset(staging, per_class=per_class, size=size, seed=seed, classes=bodies)
             except ValueError as exc:
                 raise DataError(f"cannot generate the synthetic set: {exc}") from None
             where = "the synthetic set"
@@ -433,11 +458,12 @@ def _print_quarantine(report: ValidationReport) -> None:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from ml.params import load_params
 
-    data = load_params(args.params).data
+    params = load_params(args.params)
+    data, classes = params.data, (params.prepare.classes or None)
     source = args.source or data.source
     out = Path(args.out)
     if args.if_missing and out.is_dir() and any(out.iterdir()):
-        report = check(out, quarantine_dir=args.quarantine)
+        report = check(out, classes, quarantine_dir=args.quarantine)
         print(f"{out} already holds {report.total} images in {len(report.counts)} classes; kept it")
         return 0
     started = time.monotonic()
@@ -447,6 +473,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         per_class=data.synthetic_per_class if args.per_class is None else args.per_class,
         size=data.synthetic_size if args.size is None else args.size,
         seed=data.synthetic_seed if args.seed is None else args.seed,
+        classes=classes,
         quarantine_dir=args.quarantine,
     )
     # The default source is a folder that exists on some machines only: without an explicit --source, a
@@ -475,9 +502,12 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from ml.params import load_params
+
     root = Path(args.dir)
+    classes = (load_params(args.params).prepare.classes or None) if Path(args.params).is_file() else None
     print(f"validating {root} ...")
-    report = validate_or_quarantine(root, quarantine_dir=args.quarantine, log=_print)
+    report = validate_or_quarantine(root, classes, quarantine_dir=args.quarantine, log=_print)
     print(report.table())
     _print_quarantine(report)
     if not report.ok:
@@ -522,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
         "dir", nargs="?", default=str(DEFAULT_OUT), help="dataset folder (default: data/raw)"
     )
     validate_p.add_argument("--quarantine", type=Path, help="move undecodable files here and list them")
+    validate_p.add_argument(
+        "--params", default="params.yaml", help="where prepare.classes may pin the classes (if it exists)"
+    )
     validate_p.set_defaults(func=_cmd_validate)
     return parser
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ml import origin
 from ml.params import DEFAULT_PARAMS_PATH, ParamsError, load_params
-from ml.prepare import PREPARED_DIR, PrepareError, Split, load_split
+from ml.prepare import PREPARED_DIR, PrepareError, Split, load_split, read_manifest
 from ml.preprocess import PreprocessConfig, preprocess_batch
 from ml.runtime import import_tensorflow
 from ml.train import HISTORY_PATH, META_FILE, MODEL_DIR, MODEL_FILE
@@ -30,7 +31,8 @@ PREDICTIONS_FILE = "predictions.csv"
 REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
 METRIC_KEYS = (
-    "accuracy", "loss", "precision_macro", "recall_macro", "f1_macro", "per_class_accuracy", "n_val"
+    "accuracy", "loss", "precision_macro", "recall_macro", "f1_macro", "per_class_accuracy", "n_val",
+    *origin.METRIC_KEYS,
 )
 
 
@@ -142,6 +144,8 @@ def evaluate(
     probs = predict_arrays(model, val.x, batch_size)
     y_pred = probs.argmax(axis=1)
     metrics = compute_metrics(val.y, probs, val.classes)
+    labelled = read_manifest(prepared_dir).get("labelled", {})  # before/after a data change: ml/origin.py
+    metrics |= origin.origin_metrics(val.files, val.y, y_pred, labelled)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")

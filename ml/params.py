@@ -38,10 +38,25 @@ class DataParams(_Section):
 
 class PrepareParams(_Section):
     seed: int = 77
-    split: float = Field(0.2, gt=0.0, lt=1.0, description="fraction of each class held out for validation")
+    split: float = Field(
+        0.2, gt=0.0, lt=1.0, description="each image's chance of validation, drawn from its content and seed"
+    )
     image_size: int = Field(32, ge=8, le=512)
     color_mode: Literal["rgb", "grayscale"] = "rgb"
     batch_size: int = Field(32, ge=1, le=4096)
+    min_images_per_class: int = Field(
+        20, ge=2, le=100_000, description="a class folder with fewer images is refused, not trained on"
+    )
+    classes: list[str] = Field(
+        default_factory=list, description="pin: the class folders data/raw must hold; []: whatever it holds"
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_distinct(cls, value: list[str]) -> list[str]:
+        if value and (len(value) < 2 or len(set(value)) != len(value) or not all(value)):
+            raise ValueError("must be [] (no pin) or a list of at least 2 distinct, non-empty class names")
+        return value
 
     @property
     def preprocess(self) -> PreprocessConfig:

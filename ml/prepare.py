@@ -1,4 +1,9 @@
-"""DVC stage `prepare`: split data/raw stratified by seed and store both splits as preprocessed arrays.
+"""DVC stage `prepare`: find the classes in data/raw, split it by content hash and store preprocessed arrays.
+
+The classes are the sub-folders of data/raw, sorted (the order Keras uses); `prepare.classes` may pin them and
+a class with fewer than `prepare.min_images_per_class` images is refused. Each image's split is decided by
+its content hash and the seed alone (:func:`split_of`), so adding images never moves an existing one between
+train and validation, and "before vs after" a data change compares two models on the same old images.
 
 Every image goes through :func:`ml.preprocess.preprocess`, the same function serving calls, so training
 and serving see identical pixels. Pixels are stored as uint8 (4x smaller than float32): preprocess yields
@@ -6,12 +11,14 @@ exact multiples of 1/255, so :func:`load_split` restores its float32 output bit 
 :func:`encode_pixels` refuses anything that would not round-trip.
 
 Layout of ``data/prepared/``: ``train.npz`` and ``val.npz`` (``x`` uint8 (N, H, W, C), ``y`` int64) and
-``manifest.json`` (classes, preprocess config, split params and the source files of each split).
+``manifest.json`` (classes, preprocess config, split params, the source files of each split and, for the
+files added by labelling, whether the person changed the model's pre-label: see ml/provenance.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -21,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.classes import CLASSES
 from ml.params import DEFAULT_PARAMS_PATH, ParamsError, PrepareParams, load_params
 from ml.preprocess import InvalidImageError, PreprocessConfig, preprocess
+from ml.provenance import ProvenanceError, by_sha256, read_provenance, sha256_file
 
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
@@ -68,35 +75,56 @@ def list_images(raw_dir: Path) -> Inventory:
     paths: list[Path] = []
     labels: list[int] = []
     skipped: list[Path] = []
-    empty = []
     for index, name in enumerate(classes):
         files = sorted(p for p in (raw_dir / name).iterdir() if p.is_file() and not p.name.startswith("."))
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         skipped += [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
-        if not images:
-            empty.append(name)
         paths += images
         labels += [index] * len(images)
-    if empty:
-        raise PrepareError(f"class folders without images in {raw_dir}: {', '.join(empty)}")
     return Inventory(classes, paths, np.asarray(labels, dtype=np.int64), skipped)
 
 
-def split_indices(labels: np.ndarray, split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified train/val indices, reproducible from `seed`."""
-    from sklearn.model_selection import train_test_split
-
-    counts = np.bincount(labels)
-    n_val = int(np.ceil(split * len(labels)))
-    if counts.min() < 2 or n_val < len(counts) or len(labels) - n_val < len(counts):
+def check_minimum(inventory: Inventory, minimum: int, raw_dir: Path) -> None:
+    """Refuse classes too small to learn or to validate, saying how many images each one still needs."""
+    counts = np.bincount(inventory.labels, minlength=len(inventory.classes))
+    short = [(name, int(n)) for name, n in zip(inventory.classes, counts, strict=True) if n < minimum]
+    if short:
+        listing = "; ".join(f"{name} has {n}, needs {minimum - n} more" for name, n in short)
         raise PrepareError(
-            f"cannot split {len(labels)} images over {len(counts)} classes with prepare.split={split}: "
-            "every class needs at least one image on each side; add images or change prepare.split"
+            f"class folder(s) in {raw_dir} with fewer than prepare.min_images_per_class={minimum} images: "
+            f"{listing}. Label more images of them (`make label-export`), or move the folder out of "
+            f"{raw_dir} until it has enough"
         )
-    train, val = train_test_split(
-        np.arange(len(labels)), test_size=split, random_state=seed, shuffle=True, stratify=labels
-    )
-    return np.sort(train), np.sort(val)
+
+
+def split_of(sha256: str, seed: int) -> float:
+    """A number in [0, 1) fixed by the image's content and the seed: the image is in validation when it is
+    below `prepare.split`. Nothing else enters, so adding or removing other images never moves this one,
+    and two copies of one image always land on the same side (no train/validation leak)."""
+    digest = hashlib.sha256(f"orbit-split:{seed}:{sha256}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_indices(
+    hashes: Sequence[str], labels: np.ndarray, classes: Sequence[str], split: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train/val indices by content hash (:func:`split_of`); every class must have images on both sides."""
+    in_val = np.fromiter((split_of(h, seed) < split for h in hashes), dtype=bool, count=len(hashes))
+    one_sided = []
+    for index, name in enumerate(classes):
+        mine = labels == index
+        n_val, n_train = int(np.sum(in_val & mine)), int(np.sum(~in_val & mine))
+        if n_val == 0 or n_train == 0:
+            side = "validation" if n_val == 0 else "training"
+            one_sided.append(f"{name} ({int(np.sum(mine))} images, none in {side})")
+    if one_sided:
+        raise PrepareError(
+            f"every class needs images on both sides of the split (prepare.split={split}, seed={seed}); "
+            f"not so for: {'; '.join(one_sided)}. Each image goes to validation with probability {split}, "
+            "decided by its content: add images to these classes. Changing prepare.seed also works but "
+            "reshuffles every image, so metrics are no longer comparable with the previous data version"
+        )
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val)
 
 
 def encode_pixels(x: np.ndarray) -> np.ndarray:
@@ -135,17 +163,32 @@ def preprocess_all(paths: list[Path], config: PreprocessConfig, *, log=print) ->
 
 
 def check_classes(found: Sequence[str], expected: Sequence[str], raw_dir: Path) -> None:
-    """Refuse to train when the class folders are not the expected ones: an extra folder would silently
-    become an extra class, a missing one would silently shrink the model."""
-    unexpected = sorted(set(found) - set(expected))
+    """With `prepare.classes` pinned, refuse other class folders: an extra folder would silently become
+    an extra class, a missing one would silently shrink the model."""
+    extra = sorted(set(found) - set(expected))
     missing = sorted(set(expected) - set(found))
-    if unexpected or missing:
-        parts = [f"unexpected: {', '.join(unexpected)}"] * bool(unexpected)
-        parts += [f"missing: {', '.join(missing)}"] * bool(missing)
+    if extra or missing:
+        parts = [f"extra folder(s): {', '.join(extra)}"] * bool(extra)
+        parts += [f"missing folder(s): {', '.join(missing)}"] * bool(missing)
         raise PrepareError(
-            f"the class folders in {raw_dir} are not the expected ones ({'; '.join(parts)}). "
-            f"Expected {', '.join(expected)}. `python -m ml.data validate {raw_dir}` shows every problem."
+            f"the class folders in {raw_dir} do not match prepare.classes in params.yaml "
+            f"({'; '.join(parts)}). Update prepare.classes (or set it to [] to take the classes from the "
+            "folders), or fix the folders"
         )
+
+
+def labelled_files(raw_dir: Path, paths: Sequence[Path], hashes: Sequence[str]) -> dict[str, bool | None]:
+    """Files added by labelling (they have a provenance record) -> whether the person changed the
+    model's pre-label (None: the task had no pre-label). Files absent here were in the dataset before."""
+    try:
+        records = by_sha256(read_provenance(raw_dir))
+    except ProvenanceError as exc:
+        raise PrepareError(str(exc)) from None
+    return {
+        path.relative_to(raw_dir).as_posix(): records[sha].changed
+        for path, sha in zip(paths, hashes, strict=True)
+        if sha in records
+    }
 
 
 def prepare(
@@ -153,15 +196,17 @@ def prepare(
     raw_dir: Path = RAW_DIR,
     out_dir: Path = PREPARED_DIR,
     *,
-    expected_classes: Sequence[str] | None = None,
     log=print,
 ) -> dict:
     """Write the two splits and the manifest; return the manifest."""
     inventory = list_images(raw_dir)
-    if expected_classes is not None:
-        check_classes(inventory.classes, expected_classes, raw_dir)
+    if params.classes:
+        check_classes(inventory.classes, params.classes, raw_dir)
+    check_minimum(inventory, params.min_images_per_class, raw_dir)
     classes, paths, labels = inventory.classes, inventory.paths, inventory.labels
-    train_idx, val_idx = split_indices(labels, params.split, params.seed)
+    hashes = [sha256_file(p) for p in paths]
+    train_idx, val_idx = split_indices(hashes, labels, classes, params.split, params.seed)
+    labelled = labelled_files(raw_dir, paths, hashes)
     config = params.preprocess
     log(
         f"prepare: {len(paths)} images, {len(classes)} classes -> {config.image_size}x{config.image_size} "
@@ -186,6 +231,7 @@ def prepare(
             for name, idx in zip(SPLITS, (train_idx, val_idx), strict=True)
         },
         "files": files,
+        "labelled": labelled,
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -228,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params).prepare
         start = time.perf_counter()
-        manifest = prepare(params, args.raw, args.out, expected_classes=CLASSES)
+        manifest = prepare(params, args.raw, args.out)
     except (ParamsError, PrepareError) as exc:
         print(f"prepare: error: {exc}", file=sys.stderr)
         return 2

@@ -34,6 +34,30 @@ def _num(value: float | None, low: float = 0.99) -> str:
     return f"<td{css}>{value:.4f}</td>"
 
 
+#: (group, what it holds) for the accuracy-by-origin table; the keys are ml/origin.py's.
+_ORIGINS = (
+    ("original", "in the dataset before labelling (the same images as the previous data version)"),
+    ("labelled", "added by labelling"),
+    ("changed", "labelled: the person changed the model's pre-label"),
+    ("accepted", "labelled: the model's pre-label accepted unchanged"),
+)
+
+
+def origin_table(metrics: dict) -> str:
+    """Accuracy by origin of the validation images; empty when metrics.json predates these keys."""
+    if "n_val_original" not in metrics:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(what)}</td>{_num(metrics.get(f'accuracy_{name}'))}"
+        f"<td class='n'>{metrics.get(f'n_val_{name}', 0)}</td></tr>"
+        for name, what in _ORIGINS
+    )
+    return (
+        "<h2>By origin</h2><table><tr><th>group</th><th>what they are</th><th>accuracy</th>"
+        f"<th>images</th></tr>{rows}</table>"
+    )
+
+
 def render(
     *,
     metrics: dict,
@@ -78,6 +102,7 @@ def render(
 <h1>orbit: evaluation report</h1>
 <p class="sub">planet/moon classifier: {esc(setup)}</p>
 <h2>Metrics (validation split)</h2><table>{rows}</table>
+{origin_table(metrics)}
 <h2>Per class</h2>
 <table><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>
 {class_rows}</table>

@@ -19,8 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ml.classes import CLASSES
-
+#: The ten bodies this generator can draw (the guide's classes). Only the generator's own list: the classes
+#: of a dataset are its folders (ml/prepare.py).
+BODIES: tuple[str, ...] = (
+    "Earth", "Jupiter", "Mars", "Mercury", "Moon", "Neptune", "Pluto", "Saturn", "Uranus", "Venus"
+)
 JPEG_QUALITY = 95
 
 _F = np.float32
@@ -350,7 +353,7 @@ def generate_dataset(
     per_class: int,
     size: int = 128,
     seed: int = 0,
-    classes: Sequence[str] = CLASSES,
+    classes: Sequence[str] = BODIES,
 ) -> dict[str, int]:
     """Write `out_dir/<Class>/<Class>_<i>.jpg` (JPEG quality 95) and return the count per class."""
     unknown = [c for c in classes if c not in _SURFACES]
@@ -391,7 +394,7 @@ def _write(out_dir, draw, bodies: Sequence[str], count: int, size: int, seed: in
 
 
 __all__ = [
-    "CLASSES",
+    "BODIES",
     "JPEG_QUALITY",
     "PROBE_KINDS",
     "UNKNOWN_BODIES",

@@ -201,3 +201,42 @@ def test_the_cli_reads_null_per_class_values_from_a_metrics_file(tmp_path: Path)
 def test_cli_fails_clearly_without_metrics(tmp_path: Path, capsys):
     assert report.main(["--head", str(tmp_path / "none.json")]) == 2
     assert "make repro" in capsys.readouterr().err
+
+
+def _with_origins(metrics: dict, original: float, labelled: float | None, n_labelled: int) -> dict:
+    return {
+        **metrics,
+        "accuracy_original": original,
+        "n_val_original": 300,
+        "accuracy_labelled": labelled,
+        "n_val_labelled": n_labelled,
+        "accuracy_changed": labelled,
+        "n_val_changed": n_labelled // 2,
+        "accuracy_accepted": None if labelled is None else 1.0,
+        "n_val_accepted": n_labelled - n_labelled // 2,
+    }
+
+
+def test_accuracy_by_origin_has_its_own_table_with_counts():
+    base = _with_origins(BASE, 0.92, None, 0)
+    head = _with_origins(HEAD, 0.93, 0.75, 40)
+    body, _ = report.build(MetricsPair(base=base, head=head), GATE)
+    assert "**Accuracy by origin**" in body
+    assert row(body, "images main already had (same split: like with like)") == (
+        "| images main already had (same split: like with like) | 0.9200 | 0.9300 | +0.0100 ▲ | 300 |"
+    )
+    assert row(body, "images added by labelling") == "| images added by labelling | – | 0.7500 | new | 40 |"
+    assert row(body, "labelled, pre-label accepted unchanged").endswith("| 20 |")
+    assert "| accuracy_original |" not in body and "| n_val_labelled |" not in body  # not twice
+
+
+def test_origin_groups_are_the_ones_evaluate_writes():
+    from ml import origin
+
+    assert tuple(report.ORIGINS) == origin.ORIGINS
+    assert report.ORIGIN_KEYS == set(origin.METRIC_KEYS)
+
+
+def test_metrics_without_origins_have_no_origin_table():
+    body, _ = report.build(MetricsPair(base=BASE, head=HEAD), GATE)
+    assert "Accuracy by origin" not in body

@@ -44,7 +44,8 @@ def checkout(tmp_path):
     shutil.copy(REPO_ROOT / "dvc.yaml", repo / "dvc.yaml")
     shutil.copytree(REPO_ROOT / "ml", repo / "ml", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["data"].update(source="synthetic", synthetic_per_class=10, synthetic_size=48)
+    # 40 a class: at least prepare.min_images_per_class (20), and every class on both sides of the split
+    params["data"].update(source="synthetic", synthetic_per_class=40, synthetic_size=48)
     params["train"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     return repo, env

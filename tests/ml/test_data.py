@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from ml import data
-from ml.classes import CLASSES
 from ml.data import DataError, extract_dataset, fetch, find_class_root, validate, validate_or_quarantine
+from ml.synthetic import BODIES as CLASSES
 from ml.synthetic import generate_dataset
 from tests.conftest import REPO_ROOT, image_bytes, make_image
 
@@ -269,9 +269,17 @@ def test_find_class_root_prefers_the_best_match_then_the_shallowest():
     assert find_class_root(flat) == PurePosixPath(".")
 
 
+def test_find_class_root_with_pinned_classes_prefers_their_names():
+    names = [f"top/raw/{c}/x.jpg" for c in ("Earth", "Mars")] + [f"top/other/{c}/x.jpg" for c in "abc"]
+    assert find_class_root(names) == PurePosixPath("top/other")  # the most image folders
+    assert find_class_root(names, ["Earth", "Mars"]) == PurePosixPath("top/raw")
+
+
 def test_archive_without_class_folders_names_what_it_holds():
-    with pytest.raises(DataError, match="no folders named after the classes.*holds: project"):
+    with pytest.raises(DataError, match="no sub-folders of images.*holds: project"):
         find_class_root(["project/src/main.py", "project/README.md"])
+    with pytest.raises(DataError, match="no folders named after the classes.*holds: project"):
+        find_class_root(["project/src/main.jpg"], CLASSES)
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -301,7 +309,8 @@ def test_unexpected_missing_empty_and_stray_entries_are_reported(dataset):
     (dataset / "Venus" / "Venus_1.jpg").unlink()
     (dataset / "README.md").write_text("loose file")
     (dataset / "Earth" / "nested").mkdir()
-    report = validate(dataset)
+    (dataset / "provenance.jsonl").write_text("")  # labelling's manifest belongs there
+    report = validate(dataset, CLASSES)
     assert report.missing == ["Pluto"] and report.unexpected == ["Plutoo"] and report.empty == ["Venus"]
     assert report.stray == ["README.md", "Earth/nested/"]
     problems = "\n".join(report.problems())
@@ -318,7 +327,7 @@ def test_a_flat_folder_of_images_is_summarised_not_listed_in_full(tmp_path):
     flat.mkdir()
     for i in range(25):
         (flat / f"img_{i:02d}.jpg").write_bytes(image_bytes(make_image()))
-    message = validate(flat).error_message("flat")
+    message = validate(flat, CLASSES).error_message("flat")
     assert "35 problems" in message  # 25 stray files + 10 missing classes
     assert "img_09.jpg: not inside a class folder" in message and "img_10.jpg" not in message
     assert "... and 15 more entries outside the class folders" in message
@@ -336,8 +345,18 @@ def test_greyscale_rgba_palette_png_and_odd_sizes_are_accepted(dataset):
 
 
 def test_validate_of_missing_folder_reports_every_class_missing(tmp_path):
-    report = validate(tmp_path / "nothing")
+    report = validate(tmp_path / "nothing", CLASSES)
     assert not report.ok and report.missing == list(CLASSES)
+    report = validate(tmp_path / "nothing")
+    assert not report.ok and "no class folders" in report.error_message("nothing")
+
+
+def test_without_a_pin_the_folders_are_the_classes(dataset):
+    (dataset / "Pluto").rename(dataset / "Ceres")
+    report = validate(dataset)
+    assert report.ok, report.problems()
+    assert report.classes == tuple(sorted([*(c for c in CLASSES if c != "Pluto"), "Ceres"]))
+    assert report.counts["Ceres"] == 2
 
 
 def test_quarantine_moves_and_lists_bad_files_and_keeps_good_ones(dataset, tmp_path):
@@ -421,3 +440,15 @@ def test_cli_existing_folder_with_bad_files_does_not_fall_back(dataset, tmp_path
     captured = capsys.readouterr()
     assert "broken.jpg" in captured.err and "falling back" not in captured.out
     assert not (tmp_path / "raw").exists()
+
+
+def test_cli_validate_and_fetch_follow_the_pin_in_params(dataset, tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("prepare:\n  classes: [Earth, Mars, Ceres]\n")
+    assert data.main(["validate", str(dataset), "--params", str(params)]) == 1
+    err = capsys.readouterr().err
+    assert "Ceres/: class folder is missing" in err and "Venus/: unexpected class folder" in err
+    out = tmp_path / "raw"
+    assert data.main(["fetch", "--source", "folder", "--folder", str(dataset), "--out", str(out),
+                      "--params", str(params)]) == 1
+    assert "Ceres/: class folder is missing" in capsys.readouterr().err and not out.exists()

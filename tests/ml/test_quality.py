@@ -23,6 +23,7 @@ def test_real_model_is_far_above_chance(real_data, tmp_path):
         params.evaluate.preview_count, tmp_path / "prepared", tmp_path / "model", tmp_path / "eval",
         tmp_path / "history.csv",
     )
-    assert metrics["n_val"] == len(manifest["files"]["val"]) == 300
+    # prepare.split=0.2 of 1,500 images, each drawn by its content hash: about 300 (313 with seed 77)
+    assert metrics["n_val"] == len(manifest["files"]["val"]) and 250 < metrics["n_val"] < 350
     assert metrics["accuracy"] >= ACCURACY_FLOOR, ev.summary(metrics)
     assert min(metrics["per_class_accuracy"].values()) >= 0.9, metrics["per_class_accuracy"]

@@ -15,7 +15,7 @@ from tests.conftest import REPO_ROOT
 
 CLASSES = ("Earth", "Jupiter", "Mars")
 TINY = {
-    "prepare": {"image_size": 16, "split": 0.25, "seed": 2, "batch_size": 8},
+    "prepare": {"image_size": 16, "split": 0.25, "seed": 2, "batch_size": 8, "min_images_per_class": 8},
     "train": {"seed": 4, "epochs": 3, "conv_filters": [8], "dense_units": 16, "lr": 0.01},
 }
 
