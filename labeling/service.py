@@ -253,17 +253,17 @@ def start(
     if current:
         print(f"Label Studio is already running at {current.url} (pid {current.pid}); not starting")
         return current
+    command = [str(executable()), "start", "--data-dir", str(where.data), "--no-browser"]
+    port = _pick_port(port)
     creds, created = ensure_credentials(where)
     for folder in (where.data, where.media):
         folder.mkdir(parents=True, exist_ok=True)
-    port = _pick_port(port)
     url = f"http://{HOST}:{port}"
     first = not (where.data / "label_studio.sqlite3").exists()
     print(
         f"starting Label Studio on {url} (data in {where.base}"
         + (", first start: migrating the database, about half a minute)" if first else ")")
     )
-    command = [str(executable()), "start", "--data-dir", str(where.data), "--no-browser"]
     command += ["--internal-host", HOST, "--port", str(port), "--host", url]
     started = time.monotonic()
     with open(where.log, "ab") as log:
