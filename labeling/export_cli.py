@@ -7,7 +7,6 @@ the per-class image counts before and after.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -52,23 +51,30 @@ def find_project(ls: LabelStudio, title: str = PROJECT_TITLE) -> dict:
     return found[0]
 
 
-def run_export(ls: LabelStudio, *, raw_dir: Path = RAW_DIR, dvc: str | None = "dvc") -> object:
-    """Export the project's annotated tasks into `raw_dir`; `dvc=None` skips `dvc add`."""
+def run_export(
+    ls: LabelStudio, *, raw_dir: Path = RAW_DIR, dvc: bool = True, title: str = PROJECT_TITLE
+) -> object:
+    """Export the project's annotated tasks into `raw_dir`, then `dvc add` it (unless `dvc` is False)."""
     try:
         from labeling.export import export_tasks
     except ImportError:
         raise ExportCommandError(
             "labeling/export.py (export_tasks) is not on this branch yet; it comes with the data work"
         ) from None
-    project = find_project(ls)
+    project = find_project(ls, title)
     tasks = ls.export_with_predictions(project["id"])
     done = [t for t in tasks if any(not a.get("was_cancelled") for a in t.get("annotations", []))]
     print(f"project {project['id']}: {len(done)} annotated task(s) of {len(tasks)} exported")
     before = class_counts(raw_dir)
     result = export_tasks(done, raw_dir=raw_dir, fetch=ls.fetch)
-    print(result)
+    summary = getattr(result, "summary", None)
+    print(summary() if callable(summary) else result)
     if dvc:
-        subprocess.run([dvc, "add", str(raw_dir)], check=True)
+        from local.bucket import run_dvc
+
+        print(f"dvc add {raw_dir} ...")
+        run_dvc(["add", str(raw_dir)], Path("."))
+    print("images per class:")
     print(counts_table(before, class_counts(raw_dir)))
     return result
 
@@ -77,7 +83,7 @@ def main() -> int:
     try:
         with LabelStudio.local() as ls:
             run_export(ls)
-    except (ExportCommandError, RuntimeError, subprocess.CalledProcessError) as exc:
+    except RuntimeError as exc:  # ExportCommandError, LabelStudioError, ExportError, BucketError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
