@@ -67,15 +67,13 @@ def run_export(
     print(f"project {project['id']}: {len(done)} annotated task(s) of {len(tasks)} exported")
     before = class_counts(raw_dir)
     result = export_tasks(done, raw_dir=raw_dir, fetch=ls.fetch)
-    summary = getattr(result, "summary", None)
-    print(summary() if callable(summary) else result)
+    summary = getattr(result, "summary", None)  # export_tasks' own before/after table, when it has one
+    print(summary() if callable(summary) else counts_table(before, class_counts(raw_dir)))
     if dvc:
         from local.bucket import run_dvc
 
-        print(f"dvc add {raw_dir} ...")
         run_dvc(["add", str(raw_dir)], Path("."))
-    print("images per class:")
-    print(counts_table(before, class_counts(raw_dir)))
+        print(f"dvc add {raw_dir}: done (commit {raw_dir}.dvc with the change)")
     return result
 
 

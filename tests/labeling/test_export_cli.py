@@ -72,7 +72,7 @@ def test_label_export_writes_the_labels_into_raw(ls, title, model_service, tmp_p
     project = annotated_project(ls, title, model_service)
     raw = tmp_path / "raw"
     (raw / "Mars").mkdir(parents=True)
-    (raw / "Mars" / "old.jpg").write_bytes(disc(COLOURS["Mars"], seed=1))
+    (raw / "Mars" / "old.jpg").write_bytes(disc(COLOURS["Mars"], seed=3))
     run_export(ls, raw_dir=raw, dvc=False, title=project["title"])
     assert class_counts(raw) == {"Ceres": 1, "Mars": 2}
     assert "Ceres" in capsys.readouterr().out
