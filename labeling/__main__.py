@@ -121,13 +121,13 @@ def _backend(args: argparse.Namespace) -> None:
         server.should_exit = True
 
 
-def _export(_: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace) -> int:
     from labeling import export_cli
 
-    return export_cli.main()
+    return export_cli.main(args.state_dir)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m labeling", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--state-dir", type=Path, help="local state folder (default: $ORBIT_STATE_DIR or .orbit)"
@@ -158,6 +158,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sub.add_argument("--backend-port", type=int, default=9090)
     commands.add_parser("export", help="annotations into data/raw, then dvc add (make label-export)")
+    return parser
+
+
+def subcommands() -> set[str]:
+    [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(commands.choices)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "start":

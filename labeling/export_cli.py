@@ -77,9 +77,9 @@ def run_export(
     return result
 
 
-def main() -> int:
+def main(state: Path | None = None) -> int:
     try:
-        with LabelStudio.local() as ls:
+        with LabelStudio.local(state) as ls:
             run_export(ls)
     except RuntimeError as exc:  # ExportCommandError, LabelStudioError, ExportError, BucketError
         print(f"error: {exc}", file=sys.stderr)
