@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,8 +40,9 @@ STATE_ENV = "ORBIT_STATE_DIR"
 PORT_ENV = "ORBIT_LABEL_PORT"
 EXECUTABLE_ENV = "ORBIT_LABEL_STUDIO"
 USERNAME = "admin@orbit.local"
-#: The first start applies the database migrations: tens of seconds on two cores.
-READY_TIMEOUT_S = 240.0
+DATABASE = "label_studio.sqlite3"
+#: The first start applies the database migrations: tens of seconds on two idle cores, minutes on busy ones.
+READY_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 15.0
 #: No telemetry, no update check, no error reporting to a third party, no sign-up page for strangers.
 QUIET_ENV = {
@@ -169,6 +171,42 @@ def running(where: Paths) -> ServerState | None:
     return recorded if recorded and _process(recorded) else None
 
 
+def migrated_template() -> Path:
+    """An empty database migrated once when `.venv-label` was built (see the Makefile); copying it makes
+    a first start as quick as a restart. Missing, Label Studio migrates on its first start itself."""
+    return executable().parents[1] / "migrated" / DATABASE
+
+
+def prepare_template() -> Path:
+    """Migrate an empty database once, into `.venv-label/migrated/` (`make` runs this after installing).
+
+    `label-studio version` applies the migrations and exits without serving; the database holds no user,
+    token or secret, only the schema.
+    """
+    target = migrated_template()
+    work = target.parent.with_name("migrating")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = {**os.environ, **QUIET_ENV, "LABEL_STUDIO_BASE_DATA_DIR": str(work), "SECRET_KEY": "unused"}
+    done = subprocess.run(
+        [str(executable()), "version", "--data-dir", str(work)],
+        cwd=work,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0 or not (work / DATABASE).is_file():
+        raise LabelStudioServiceError(
+            f"migrating an empty Label Studio database failed:\n{done.stderr[-2000:]}"
+        )
+    target.parent.mkdir(exist_ok=True)
+    (work / DATABASE).replace(target)
+    shutil.rmtree(work)
+    return target
+
+
 def executable() -> Path:
     found = Path(os.environ.get(EXECUTABLE_ENV) or ROOT / ".venv-label" / "bin" / "label-studio")
     if not found.is_file():
@@ -256,14 +294,19 @@ def start(
     command = [str(executable()), "start", "--data-dir", str(where.data), "--no-browser"]
     port = _pick_port(port)
     creds, created = ensure_credentials(where)
+    where.base.chmod(0o700)  # the database, the media and the credentials are the owner's alone
     for folder in (where.data, where.media):
         folder.mkdir(parents=True, exist_ok=True)
     url = f"http://{HOST}:{port}"
-    first = not (where.data / "label_studio.sqlite3").exists()
-    print(
-        f"starting Label Studio on {url} (data in {where.base}"
-        + (", first start: migrating the database, about half a minute)" if first else ")")
-    )
+    database, template = where.data / DATABASE, migrated_template()
+    note = ""
+    if not database.exists():
+        if template.is_file():
+            shutil.copyfile(template, database)
+            note = ", first start: database copied from the migrated template"
+        else:
+            note = ", first start: migrating the database, half a minute or more"
+    print(f"starting Label Studio on {url} (data in {where.base}{note})")
     command += ["--internal-host", HOST, "--port", str(port), "--host", url]
     started = time.monotonic()
     with open(where.log, "ab") as log:
@@ -314,7 +357,7 @@ def stop(*, state: Path | str | None = None, quiet: bool = False) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labeling.service", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("start", "stop", "status"))
+    parser.add_argument("command", choices=("start", "stop", "status", "template"))
     parser.add_argument(
         "--state-dir", type=Path, help=f"local state folder (default: ${STATE_ENV} or .orbit)"
     )
@@ -325,6 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             start(state=args.state_dir, port=args.port)
         elif args.command == "stop":
             stop(state=args.state_dir)
+        elif args.command == "template":
+            started = time.monotonic()
+            print(
+                f"migrated an empty database into {prepare_template()} in {time.monotonic() - started:.0f} s"
+            )
         else:
             current = running(paths(args.state_dir))
             print(f"running at {current.url} (pid {current.pid})" if current else "not running")
