@@ -109,7 +109,7 @@ clean: ## remove local state (.orbit: emulated bucket, BentoML store); keeps dat
 	rm -rf .orbit
 
 # --- labelling loop (docs/labeling.md) ---------------------------------------------------------------
-$(LABEL_STAMP): labeling/requirements-label-studio.txt $(STAMP)
+$(LABEL_STAMP): labeling/requirements-label-studio.txt | $(STAMP)
 	@echo "==> creating $(LABEL_VENV) (Label Studio and only it: about 1 GB, a minute the first time)"
 	@test -x $(LABEL_VENV)/bin/python || $(PYTHON) -m venv $(LABEL_VENV)
 	@$(LABEL_VENV)/bin/python -m pip install --quiet --upgrade pip
