@@ -85,6 +85,8 @@ def _bucket_source(prefix: str) -> tuple[str, object]:
 
 
 def _backend(args: argparse.Namespace) -> None:
+    """Serve the adapter in the foreground (uvicorn handles Ctrl-C and SIGTERM) and connect it to the
+    project from a helper thread once it listens: Label Studio calls /health and /setup on connecting."""
     import threading
     import time
 
@@ -102,23 +104,28 @@ def _backend(args: argparse.Namespace) -> None:
         model_version=model_version,
     )
     server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=args.backend_port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     url = f"http://{HOST}:{args.backend_port}"
-    while not server.started:
-        if not thread.is_alive():
-            raise SystemExit(f"the ML backend could not listen on {url}")
-        time.sleep(0.1)
-    _, added = connect(ls, project["id"], url)
-    print(
-        f"ML backend on {url} ({'connected to' if added else 'already connected to'} project "
-        f"{project['id']}), forwarding to {args.service_url}; Ctrl-C ends it"
-    )
-    try:
-        while thread.is_alive():
-            thread.join(1)
-    except KeyboardInterrupt:
-        server.should_exit = True
+    failed: list[Exception] = []
+
+    def connect_when_listening() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.1)
+        try:
+            _, added = connect(ls, project["id"], url)
+        except LabelStudioError as exc:
+            failed.append(exc)
+            server.should_exit = True
+            return
+        print(
+            f"ML backend on {url} ({'connected to' if added else 'already connected to'} project "
+            f"{project['id']}), forwarding to {args.service_url}; Ctrl-C ends it",
+            flush=True,
+        )
+
+    threading.Thread(target=connect_when_listening, daemon=True).start()
+    server.run()
+    if failed:
+        raise failed[0]
 
 
 def _export(args: argparse.Namespace) -> int:

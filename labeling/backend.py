@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from labeling.project import IMAGE_NAME
-from labeling.tasks import to_prediction
+from labeling.tasks import ModelServiceError, to_prediction
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
@@ -57,7 +57,10 @@ def create_app(
                 images[index] = fetch(url)
             except Exception as exc:  # one unreadable task must not cost the others their prediction
                 log.warning("task %s: cannot read its image %r: %s", _task_id(task), url, exc)
-        answers = dict(zip(images, predict(list(images.values())), strict=True)) if images else {}
+        try:
+            answers = dict(zip(images, predict(list(images.values())), strict=True)) if images else {}
+        except ModelServiceError as exc:  # say so to Label Studio, whose log shows it, instead of a bare 500
+            return JSONResponse({"error": str(exc)}, status_code=503)
         empty = {"model_version": model_version, "score": 0.0, "result": []}
         results = [
             to_prediction(answers[i], model_version) if i in answers else empty for i in range(len(tasks))

@@ -10,6 +10,7 @@ import pytest
 from labeling.backend import connect, create_app
 from labeling.project import ensure_project
 from labeling.tasks import predict_batch
+from local.net import free_port
 from tests.labeling.conftest import CLASSES, COLOURS, MODEL_TAG, ThreadedServer, disc
 
 IMAGES = {
@@ -83,3 +84,15 @@ def test_label_studio_accepts_the_loopback_backend_once(ls, title, model_service
         assert not created and again["id"] == added["id"]
         assert len(ls.ml_backends(project["id"])) == 1
         assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+def test_a_model_service_that_is_down_is_a_503_that_says_so():
+    dead = f"http://127.0.0.1:{free_port()}"
+    app = create_app(
+        fetch=IMAGES.__getitem__, predict=functools.partial(predict_batch, dead), model_version=MODEL_TAG
+    )
+    with ThreadedServer(app) as server:
+        answer = httpx.post(
+            f"{server.url}/predict", json={"tasks": [{"id": 1, "data": {"image": list(IMAGES)[0]}}]}
+        )
+    assert answer.status_code == 503 and "make serve" in answer.json()["error"]
