@@ -88,7 +88,13 @@ def identify(items: Iterable[tuple[str, bytes]], report: ImportReport) -> list[C
             with Image.open(io.BytesIO(data)) as image:
                 image.verify()
                 fmt = image.format
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except (
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            OSError,
+            SyntaxError,
+            ValueError,
+        ) as exc:
             report.rejected.append(f"{source}: not a readable image ({exc})")
             continue
         if fmt not in EXTENSIONS:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from labeling.project import ensure_project
-from labeling.tasks import bucket_images, folder_images, import_images, predict_batch
+from labeling.tasks import ImportReport, bucket_images, folder_images, identify, import_images, predict_batch
 from local.net import free_port
 from tests.labeling.conftest import CLASSES, COLOURS, MODEL_TAG, disc
 
@@ -27,6 +27,19 @@ def image_folder(tmp_path):
     (folder / "sub" / "copy-of-0.jpg").write_bytes((folder / "0-unnamed.jpg").read_bytes())  # same bytes
     (folder / "notes.jpg").write_text("not an image")
     return folder
+
+
+def test_identify_names_what_is_not_an_image_and_hashes_the_rest(monkeypatch):
+    from PIL import Image
+
+    good = disc(COLOURS["Mars"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # a 40x40 disc is then a "decompression bomb"
+    report = ImportReport()
+    assert identify([("bomb.jpg", good), ("text.jpg", b"hello"), ("cut.jpg", good[:200])], report) == []
+    assert [r.split(":")[0] for r in report.rejected] == ["bomb.jpg", "text.jpg", "cut.jpg"]
+    monkeypatch.undo()
+    [found] = identify([("ok.jpg", good)], report)
+    assert (found.sha256, found.ext) == (hashlib.sha256(good).hexdigest(), "jpg")
 
 
 def project_tasks(ls, project_id):
