@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 INFRA_PY := $(INFRA_VENV)/bin/python
 STAMP := $(VENV)/.orbit-installed
 INFRA_STAMP := $(INFRA_VENV)/.orbit-installed
+LABEL_VENV := .venv-label
+LABEL_STAMP := $(LABEL_VENV)/.orbit-installed
+CHROMIUM := /usr/bin/chromium
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export BENTOML_HOME ?= $(CURDIR)/.orbit/bentoml
 export BENTOML_DO_NOT_TRACK ?= true
@@ -18,7 +21,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 
 .PHONY: help setup setup-infra crd-schemas data bucket-start bucket-stop repro push pull metrics bento serve demo \
-        test test-main test-infra bench-train bench-serve bench-novelty plan lint clean image
+        test test-main test-infra bench-train bench-serve bench-novelty plan lint clean image \
+        setup-label label label-stop label-import label-export label-demo
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -92,11 +96,11 @@ image: $(STAMP) ## the bento as an OCI image: buildah build, local registry, pod
 demo: $(STAMP) ## the whole local loop: data, bucket, pipeline, push, serve, predict (DATA_SOURCE=synthetic: no data needed)
 	$(PY) -m local.demo $(SOURCE_ARG)
 
-test: $(STAMP) $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) ## the whole test suite
+test: $(STAMP) $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) $(LABEL_STAMP) $(CHROMIUM) ## the whole test suite
 	$(PY) -m pytest tests --ignore=tests/infra
 	$(INFRA_PY) -m pytest tests/infra
 
-test-main: $(STAMP) ## the suite of .venv only (ml, serving, ci, local)
+test-main: $(STAMP) $(LABEL_STAMP) $(CHROMIUM) ## the suite of .venv only (ml, serving, ci, local)
 	$(PY) -m pytest tests --ignore=tests/infra
 
 test-infra: $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) ## the suite of .venv-infra only (Pulumi program and policy pack)
@@ -121,3 +125,36 @@ lint: $(STAMP) ## ruff
 clean: ## remove local state (.orbit: emulated bucket, BentoML store); keeps data and environments
 	-$(PY) -m local.bucket stop
 	rm -rf .orbit
+
+# --- labelling loop (docs/labeling.md) ---------------------------------------------------------------
+$(LABEL_STAMP): labeling/requirements-label-studio.txt | $(STAMP)
+	@echo "==> creating $(LABEL_VENV) (Label Studio and only it: about 1 GB, a minute the first time)"
+	@test -x $(LABEL_VENV)/bin/python || $(PYTHON) -m venv $(LABEL_VENV)
+	@$(LABEL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	@$(LABEL_VENV)/bin/python -m pip install --quiet -r labeling/requirements-label-studio.txt
+	@$(PY) -m labeling.service template
+	@touch $@
+
+# Debian's chromium for the browser test; installed only when missing (needs root, as CI is).
+$(CHROMIUM):
+	@echo "==> installing Debian's chromium for the labelling browser test"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+setup-label: $(LABEL_STAMP) ## create .venv-label with Label Studio (kept apart from .venv)
+
+label: $(STAMP) $(LABEL_STAMP) ## start Label Studio on 127.0.0.1:8080 and create/update the project
+	$(PY) -m labeling start
+
+label-stop: $(STAMP) ## stop the Label Studio that `make label` started
+	$(PY) -m labeling stop
+
+FOLDER ?= ../shared/data/planets/extra-data/extra-classes
+label-import: $(STAMP) ## tasks with the served model's pre-annotations from FOLDER (needs make serve)
+	$(PY) -m labeling import --folder $(FOLDER)
+
+label-export: $(STAMP) ## completed annotations into data/raw (provenance), dvc add, counts before/after
+	$(PY) -m labeling export
+
+label-demo: $(STAMP) $(LABEL_STAMP) ## the whole labelling loop on the dwarf planets, start to finish
+	$(PY) -m labeling.demo

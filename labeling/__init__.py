@@ -1,1 +1,5 @@
-"""The Label Studio loop: tasks with the model's pre-labels in, completed labels out into data/raw."""
+"""The labelling loop: Label Studio as a local service, tasks with the model's pre-annotations, an ML
+backend adapter, and the export of completed labels into `data/raw` (docs/labeling.md).
+
+Talks to Label Studio over REST only; Label Studio itself runs from `.venv-label`.
+"""
