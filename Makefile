@@ -11,7 +11,8 @@ STAMP := $(VENV)/.orbit-installed
 INFRA_STAMP := $(INFRA_VENV)/.orbit-installed
 LABEL_VENV := .venv-label
 LABEL_STAMP := $(LABEL_VENV)/.orbit-installed
-CHROMIUM := /usr/bin/chromium
+# Debian's chromium serves the labelling browser test; elsewhere (macOS) that test is skipped (linux_only).
+CHROMIUM := $(if $(and $(filter Linux,$(shell uname -s)),$(shell command -v apt-get)),/usr/bin/chromium)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export BENTOML_HOME ?= $(CURDIR)/.orbit/bentoml
 export BENTOML_DO_NOT_TRACK ?= true

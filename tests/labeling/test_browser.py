@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +36,8 @@ ARTIFACTS = Path(os.environ.get("ORBIT_TEST_ARTIFACTS", REPO_ROOT / ".orbit" / "
 @pytest.fixture
 def browser_page():
     if not CHROMIUM.is_file():
+        if os.environ.get("CI") and sys.platform.startswith("linux"):
+            pytest.fail(f"no {CHROMIUM} on a Linux CI run: `make test` should have installed Debian's chromium")
         pytest.skip(f"no {CHROMIUM}; `make test` installs Debian's chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
