@@ -37,7 +37,7 @@ ARTIFACTS = Path(os.environ.get("ORBIT_TEST_ARTIFACTS", REPO_ROOT / ".orbit" / "
 def browser_page():
     if not CHROMIUM.is_file():
         if os.environ.get("CI") and sys.platform.startswith("linux"):
-            pytest.fail(f"no {CHROMIUM} on a Linux CI run: `make test` should have installed Debian's chromium")
+            pytest.fail(f"no {CHROMIUM} on a Linux CI run: `make test` installs Debian's chromium")
         pytest.skip(f"no {CHROMIUM}; `make test` installs Debian's chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
