@@ -12,13 +12,14 @@ from pulumi.runtime import config as runtime_config
 
 from infra import config, mocks
 from infra.config import KEYS, ConfigError, cpu_millis, memory_bytes, parse, read_stack_file
+from tests.infra.support import FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = {"orbit:githubAppPrivateKey": "fake"}  # parse() checks presence only; the value is never read
 
 
 def dev_values(**changes) -> dict:
-    values = read_stack_file("dev")
+    values = read_stack_file("dev", FIXTURES)
     for key, value in changes.items():
         key = key.replace("__", ":")
         if value is None:
@@ -35,7 +36,7 @@ def problems(values: dict, stack: str = "dev", secrets: dict | None = None) -> C
 
 
 def test_dev_stack_file_is_cheap_and_destroyable():
-    cfg = parse(read_stack_file("dev"), "dev", SECRET)
+    cfg = parse(read_stack_file("dev", FIXTURES), "dev", SECRET)
     assert cfg.project == "my-gcp-project"
     assert not cfg.cluster.regional and cfg.location == "europe-west1-b"
     assert cfg.protect is False and cfg.bucket.force_destroy is True
@@ -47,8 +48,8 @@ def test_dev_stack_file_is_cheap_and_destroyable():
 
 
 def test_prod_stack_file_is_protected_and_larger():
-    cfg = parse(read_stack_file("prod"), "prod", SECRET)
-    dev = parse(read_stack_file("dev"), "dev", SECRET)
+    cfg = parse(read_stack_file("prod", FIXTURES), "prod", SECRET)
+    dev = parse(read_stack_file("dev", FIXTURES), "dev", SECRET)
     assert cfg.cluster.regional and cfg.location == "europe-west1" and cfg.zone is None
     assert cfg.protect is True and cfg.bucket.force_destroy is False
     assert cfg.cluster.gpu.enabled and cfg.cluster.gpu.accelerator == "nvidia-l4"
@@ -64,7 +65,7 @@ def test_prod_stack_file_is_protected_and_larger():
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_committed_stacks_make_the_first_up_without_the_service(stack):
     """No image exists before the first `up`: the files carry no tag and the service is off by default."""
-    values = read_stack_file(stack)
+    values = read_stack_file(stack, FIXTURES)
     assert "orbit:serviceImageTag" not in values and "orbit:serviceEnabled" not in values
     cfg = parse(values, stack, SECRET)
     assert cfg.service.enabled is False and cfg.service.image_tag is None
@@ -73,9 +74,9 @@ def test_committed_stacks_make_the_first_up_without_the_service(stack):
 
 def test_dev_control_plane_admits_no_ip_address_and_says_so():
     """Dev states its control-plane access explicitly: the IAM-checked DNS endpoint, no CIDR at the IP one."""
-    values = read_stack_file("dev")
+    values = read_stack_file("dev", FIXTURES)
     assert values["orbit:controlPlaneDnsAccess"] is True and values["orbit:masterAuthorizedNetworks"] == []
-    assert "DNS endpoint" in (REPO / "Pulumi.dev.yaml").read_text()
+    assert "DNS endpoint" in (FIXTURES / "Pulumi.dev.yaml").read_text()
 
 
 def test_the_service_needs_a_tag_only_once_enabled():
@@ -90,7 +91,7 @@ def test_the_service_needs_a_tag_only_once_enabled():
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_stack_files_hold_no_plain_secrets_and_no_real_looking_ids(stack):
-    text = (REPO / f"Pulumi.{stack}.yaml").read_text()
+    text = (FIXTURES / f"Pulumi.{stack}.yaml").read_text()
     assert "PRIVATE KEY" not in text
     assert "placeholder" in text.lower()
     assert re.search(r"gcp:project: my-gcp-project", text)
@@ -114,7 +115,7 @@ def test_defaults_fill_everything_not_set():
 
 def test_engine_strings_parse_like_yaml_values():
     """The engine hands every value over as a string (objects as JSON); the result must not differ."""
-    native = read_stack_file("prod")
+    native = read_stack_file("prod", FIXTURES)
     as_strings = {k: json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool)
                   else str(v) for k, v in native.items()}
     assert parse(as_strings, "prod", SECRET) == parse(native, "prod", SECRET)
@@ -131,7 +132,7 @@ def test_missing_required_key_names_it_and_its_fix(key):
 
 
 def test_missing_private_key_asks_for_a_secret():
-    error = problems(read_stack_file("dev"), secrets={})
+    error = problems(read_stack_file("dev", FIXTURES), secrets={})
     assert error.keys == ["orbit:githubAppPrivateKey"]
     assert "pulumi config set --secret orbit:githubAppPrivateKey < " in str(error)
 
@@ -243,7 +244,7 @@ def test_fix_commands_match_the_kind_of_value():
 
 def test_every_example_value_is_itself_valid():
     """The value each fix command suggests must pass validation, or the error message misleads."""
-    values = read_stack_file("dev")
+    values = read_stack_file("dev", FIXTURES)
     for key, spec in KEYS.items():
         if spec.secret or key == "gcp:zone":
             continue
@@ -292,14 +293,14 @@ def test_missing_stack_file_says_how_to_create_it(tmp_path):
 def test_from_pulumi_reads_the_engine_config_and_keeps_the_key_secret():
     """`pulumi up` hands config over in the runtime's config map; the private key stays an Output secret."""
     values = {k: json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool)
-              else str(v) for k, v in read_stack_file("dev").items()}
+              else str(v) for k, v in read_stack_file("dev", FIXTURES).items()}
     values["orbit:githubAppPrivateKey"] = mocks.FAKE_PRIVATE_KEY
     token = runtime_config.CONFIG.set(values)
     try:
         cfg = config.from_pulumi()
     finally:
         runtime_config.CONFIG.reset(token)
-    assert cfg == parse(read_stack_file("dev"), "dev", {"orbit:githubAppPrivateKey": cfg.runners.private_key})
+    assert cfg == parse(read_stack_file("dev", FIXTURES), "dev", {"orbit:githubAppPrivateKey": cfg.runners.private_key})
     key = cfg.runners.private_key
     assert isinstance(key, pulumi.Output)
 
@@ -312,7 +313,7 @@ def test_from_pulumi_reads_the_engine_config_and_keeps_the_key_secret():
 
 
 def test_from_pulumi_reports_misspelt_keys_from_the_engine():
-    values = {**{k: str(v) for k, v in read_stack_file("dev").items() if not isinstance(v, dict)},
+    values = {**{k: str(v) for k, v in read_stack_file("dev", FIXTURES).items() if not isinstance(v, dict)},
               "orbit:serviceImagTag": "x"}
     token = runtime_config.CONFIG.set(values)
     try:
@@ -323,7 +324,7 @@ def test_from_pulumi_reports_misspelt_keys_from_the_engine():
 
 
 def test_from_pulumi_reports_a_list_key_set_to_a_plain_string():
-    values = {**{k: str(v) for k, v in read_stack_file("dev").items() if not isinstance(v, dict)},
+    values = {**{k: str(v) for k, v in read_stack_file("dev", FIXTURES).items() if not isinstance(v, dict)},
               "orbit:masterAuthorizedNetworks": "203.0.113.0/24"}
     token = runtime_config.CONFIG.set(values)
     try:
@@ -333,3 +334,21 @@ def test_from_pulumi_reports_a_list_key_set_to_a_plain_string():
         runtime_config.CONFIG.reset(token)
     assert info.value.keys == ["orbit:masterAuthorizedNetworks", "orbit:githubAppPrivateKey"]
     assert "pulumi config set --path 'orbit:masterAuthorizedNetworks[0]'" in str(info.value)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_repositorys_stack_files_have_the_right_shape(stack):
+    """The user's own Pulumi.<stack>.yaml: whatever project and owner it names, it validates and keeps its
+    secrets encrypted. Its values are the user's; the program's behaviour is tested on the fixtures."""
+    values = read_stack_file(stack)
+    assert all(isinstance(v, dict) and "secure" in v for k, v in values.items() if k in KEYS and KEYS[k].secret)
+    assert "PRIVATE KEY" not in config.stack_file(stack).read_text()
+    parse(values, stack, SECRET)  # raises ConfigError naming each bad key
+
+
+def test_fixtures_are_the_examples_the_docs_show():
+    """The fixtures started as copies of the examples; they keep the documented placeholders."""
+    for stack in ("dev", "prod"):
+        fixture = read_stack_file(stack, FIXTURES)
+        assert fixture["gcp:project"].startswith("my-gcp-project")
+        assert fixture["orbit:githubOwner"] == "my-github-org"
