@@ -148,12 +148,15 @@ KEYS: dict[str, Key] = {
         _k("orbit:registryKeepCount", "keep this many most recent image versions", "20", 10),
         _k("orbit:registryUntaggedDays", "delete untagged images older than this many days", "14", 7),
         _k("orbit:registryImmutableTags", "forbid moving an image tag once pushed", "false", True),
-        _k("orbit:serviceEnabled", "deploy the model service (false until the first image is pushed; "
-           "CI's deploy sets it true with the image tag)", "true", False),
+        _k("orbit:serviceEnabled", "unset: keep the live service (the image the stack's last update served) "
+           "or none before the first deploy; true: deploy orbit:serviceImageTag (CI's deploy); false: remove "
+           "the service", "true", None),
         _k("orbit:serviceImageName", "image name of the BentoML service in the registry", "planet-classifier",
            "planet-classifier"),
         _k("orbit:serviceImageTag", "image tag to deploy (never `latest`), e.g. the git SHA CI pushed",
            "3f2c1ab", None),
+        _k("orbit:serviceImageDigest", "digest of that tag as the build resolved it (`ci.image` prints it): "
+           "the cluster pulls this digest, so moving the tag changes nothing", "sha256:" + "0" * 64, None),
         _k("orbit:serviceMinReplicas", "HPA minimum replicas", "2", 1),
         _k("orbit:serviceMaxReplicas", "HPA maximum replicas", "6", 3),
         _k("orbit:serviceTargetCpu", "HPA target CPU utilisation, percent", "60", 70),
@@ -273,9 +276,10 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    enabled: bool
+    enabled: bool | None  # None: keep what is live (infra/live.py)
     image_name: str
     image_tag: str | None
+    image_digest: str | None
     min_replicas: int
     max_replicas: int
     target_cpu: int
@@ -344,6 +348,7 @@ _IMAGE_RE = re.compile(
     r"^(?P<repo>[a-z0-9.-]+(?::[0-9]+)?/[a-z0-9._/-]+)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _BILLING_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 _CPU_RE = re.compile(r"^(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<m>m?)$")
 _MEM_RE = re.compile(r"^(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<u>Ki|Mi|Gi|Ti|k|M|G|T)?$")
@@ -655,9 +660,18 @@ def _service(r: _Reader) -> ServiceConfig:
         r.problem("orbit:serviceImageTag", "'latest' is a moving tag: deploy an immutable tag such as "
                   "the git SHA CI pushed")
     elif tag is None and enabled:
-        # The first `up` runs without the service; CI's deploy passes both keys once an image exists.
+        # A plain `up` keeps the live image; CI's deploy passes tag and digest with serviceEnabled true.
         r.problem("orbit:serviceImageTag", "missing: the image tag to deploy, needed while "
-                  "orbit:serviceEnabled is true (no image pushed yet? set orbit:serviceEnabled false)")
+                  "orbit:serviceEnabled is true (to keep the live image instead: pulumi config rm "
+                  "orbit:serviceEnabled)")
+    digest = r.str("orbit:serviceImageDigest", _DIGEST_RE, "an image digest such as sha256:<64 hex digits>")
+    if isinstance(tag, str) and digest is None:
+        r.problem("orbit:serviceImageDigest", "missing: the digest of orbit:serviceImageTag, so that the "
+                  "cluster pulls exactly the image that was built and tested (`python -m ci.image` prints it; "
+                  "or: gcloud artifacts docker images describe REGISTRY/IMAGE:TAG --format 'value(image_summary"
+                  ".digest)')")
+    elif digest is not None and tag is None:
+        r.problem("orbit:serviceImageDigest", "set without orbit:serviceImageTag: set both, or neither")
     image_name = r.str("orbit:serviceImageName", _IMAGE_NAME_RE, "an image name")
     min_replicas = r.int("orbit:serviceMinReplicas", 1, 100)
     max_replicas = r.int("orbit:serviceMaxReplicas", 1, 100)
@@ -683,7 +697,7 @@ def _service(r: _Reader) -> ServiceConfig:
     if source_ranges and service_type != "LoadBalancer":
         r.problem("orbit:serviceSourceRanges", "only applies to orbit:serviceType LoadBalancer")
     return ServiceConfig(
-        enabled=enabled, image_name=image_name, image_tag=tag, min_replicas=min_replicas,
+        enabled=enabled, image_name=image_name, image_tag=tag, image_digest=digest, min_replicas=min_replicas,
         max_replicas=max_replicas, target_cpu=r.int("orbit:serviceTargetCpu", 10, 100),
         cpu_request=quantities["orbit:serviceCpuRequest"][0],
         memory_request=quantities["orbit:serviceMemoryRequest"][0],

@@ -75,7 +75,7 @@ def pod_spec(cfg: StackConfig, image: pulumi.Input[str]) -> dict[str, Any]:
 
 
 class ModelService(pulumi.ComponentResource):
-    def __init__(self, name: str, cfg: StackConfig, registry_path: pulumi.Input[str],
+    def __init__(self, name: str, cfg: StackConfig, image: pulumi.Input[str],
                  serving_email: pulumi.Input[str], provider: k8s.Provider,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("orbit:service:ModelService", name, None, opts)
@@ -96,7 +96,8 @@ class ModelService(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=child,
         )
-        self.image = pulumi.Output.concat(registry_path, f"/{s.image_name}:{s.image_tag}")
+        # registry/name:tag@sha256:... (infra/live.py): pulled by digest.
+        self.image = pulumi.Output.from_input(image)
         self.deployment = k8s.apps.v1.Deployment(
             "serving",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=APP, **meta),

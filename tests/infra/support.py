@@ -42,7 +42,9 @@ KSA = "kubernetes:core/v1:ServiceAccount"
 
 # What CI's deploy adds to the committed stack file (`pulumi up --config ...`) once an image is pushed.
 RELEASE_TAG = "3f2c1ab"
-RELEASED = {"orbit:serviceEnabled": True, "orbit:serviceImageTag": RELEASE_TAG}
+RELEASE_DIGEST = "sha256:" + "3f" * 32
+RELEASED = {"orbit:serviceEnabled": True, "orbit:serviceImageTag": RELEASE_TAG,
+            "orbit:serviceImageDigest": RELEASE_DIGEST}
 
 
 def on(check: Callable[..., None], **outputs: Any) -> pulumi.Output:

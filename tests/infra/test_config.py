@@ -68,8 +68,9 @@ def test_committed_stacks_make_the_first_up_without_the_service(stack):
     values = read_stack_file(stack, FIXTURES)
     assert "orbit:serviceImageTag" not in values and "orbit:serviceEnabled" not in values
     cfg = parse(values, stack, SECRET)
-    assert cfg.service.enabled is False and cfg.service.image_tag is None
-    assert KEYS["orbit:serviceEnabled"].default is False
+    # Unset: keep what is live (infra/live.py), which before the first deploy is nothing.
+    assert cfg.service.enabled is None and cfg.service.image_tag is None
+    assert KEYS["orbit:serviceEnabled"].default is None
 
 
 def test_dev_control_plane_admits_no_ip_address_and_says_so():
@@ -85,8 +86,20 @@ def test_the_service_needs_a_tag_only_once_enabled():
     message = str(error)
     assert "needed while orbit:serviceEnabled is true" in message
     assert "fix: pulumi config set orbit:serviceImageTag 3f2c1ab" in message
-    enabled = parse(dev_values(orbit__serviceEnabled=True, orbit__serviceImageTag="3f2c1ab"), "dev", SECRET)
+    digest = "sha256:" + "ab" * 32
+    enabled = parse(dev_values(orbit__serviceEnabled=True, orbit__serviceImageTag="3f2c1ab",
+                               orbit__serviceImageDigest=digest), "dev", SECRET)
     assert enabled.service.enabled is True and enabled.service.image_tag == "3f2c1ab"
+    assert enabled.service.image_digest == digest
+
+
+def test_a_tag_needs_its_digest_and_a_digest_its_tag():
+    error = problems(dev_values(orbit__serviceImageTag="3f2c1ab"))
+    assert error.keys == ["orbit:serviceImageDigest"] and "ci.image" in str(error)
+    error = problems(dev_values(orbit__serviceImageDigest="sha256:" + "ab" * 32))
+    assert error.keys == ["orbit:serviceImageDigest"] and "set both" in str(error)
+    error = problems(dev_values(orbit__serviceImageTag="3f2c1ab", orbit__serviceImageDigest="sha256:abc"))
+    assert error.keys == ["orbit:serviceImageDigest"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -109,7 +122,7 @@ def test_defaults_fill_everything_not_set():
     assert cfg.service.type == "LoadBalancer"
     assert cfg.runners.chart_version == KEYS["orbit:arcChartVersion"].default
     assert cfg.runners.private_key is None
-    assert cfg.service.enabled is False and cfg.service.image_tag is None
+    assert cfg.service.enabled is None and cfg.service.image_tag is None
     assert cfg.cluster.dns_access is True and cfg.cluster.authorized_networks == ()
 
 
@@ -223,7 +236,8 @@ def test_invalid_value_is_named_with_its_fix(change, key, fragment):
 
 
 def test_every_problem_is_reported_at_once():
-    error = problems(dev_values(gcp__project=None, orbit__serviceImageTag="latest", orbit__gpuCount=3))
+    error = problems(dev_values(gcp__project=None, orbit__serviceImageTag="latest", orbit__gpuCount=3,
+                                orbit__serviceImageDigest="sha256:" + "ab" * 32))
     assert {"gcp:project", "orbit:serviceImageTag", "orbit:gpuCount"} <= set(error.keys)
     assert str(error).startswith("stack 'dev': 3 config problem(s):")
 
@@ -264,8 +278,9 @@ def test_every_example_value_is_itself_valid():
             trial.update({"orbit:budgetAmount": 50, "orbit:billingAccount": "012345-6789AB-CDEF01"})
         if key == "orbit:serviceSourceRanges":
             trial["orbit:serviceType"] = "LoadBalancer"
-        if key == "orbit:serviceEnabled":
+        if key in ("orbit:serviceEnabled", "orbit:serviceImageTag", "orbit:serviceImageDigest"):
             trial["orbit:serviceImageTag"] = KEYS["orbit:serviceImageTag"].example
+            trial["orbit:serviceImageDigest"] = KEYS["orbit:serviceImageDigest"].example
         if key in ("orbit:serviceCpuRequest", "orbit:serviceMemoryRequest"):
             trial.update({"orbit:serviceCpuLimit": "4", "orbit:serviceMemoryLimit": "8Gi"})
         parse(trial, "dev", SECRET)

@@ -73,10 +73,13 @@ def test_the_guide_says_to_commit_the_stack_file_and_why_that_is_safe():
 
 def test_the_first_up_runs_without_the_service_and_ci_enables_it():
     block = section(DEPLOY, "## 4. Stack and configuration")
-    assert "pulumi config set orbit:serviceEnabled" not in block  # the default already is false
+    assert "pulumi config set orbit:serviceEnabled" not in block  # unset: keep what is live
     up = section(DEPLOY, "## 5. `pulumi up`")
     assert "creates everything but the model service" in up
-    assert "--config orbit:serviceEnabled=true --config\norbit:serviceImageTag=<commit SHA>" in up
+    flat = " ".join(up.split())
+    assert ("--config orbit:serviceEnabled=true --config orbit:serviceImageTag=<commit SHA> "
+            "--config orbit:serviceImageDigest=<digest>") in flat
+    assert "`--config orbit:serviceEnabled=false` removes the service" in flat
 
 
 def test_infra_guide_explains_control_plane_access_and_the_gpu_caveat():
