@@ -140,8 +140,12 @@ def test_deploy_rolls_back_only_after_pulumi_up_started():
     gate, up = names.index("Regression gate against the live model"), names.index("pulumi up")
     assert gate < up  # a failed gate ships nothing
     rollback = release["steps"][-1]
-    assert rollback["if"] == "failure() && steps.up.outcome != 'skipped'"
-    assert "ci.rollback target" in rollback["run"] and "ci.smoke" in rollback["run"]
+    # A step timeout or a cancellation after `pulumi up` started rolls back too, not only a failure.
+    assert rollback["if"] == "(failure() || cancelled()) && steps.up.outcome != 'skipped'"
+    steps = {s.get("id"): s for s in release["steps"]}
+    assert steps["up"]["timeout-minutes"] + steps["smoke"]["timeout-minutes"] + rollback["timeout-minutes"] < (
+        release["timeout-minutes"])
+    assert "ci.rollback target" in rollback["run"] and "--config" in rollback["run"] and "ci.smoke" in rollback["run"]
     # the message ci.rollback reads back to know which release was bad
     assert ROLLBACK_MESSAGE.format(bad="$TAG", good="$target") in rollback["run"]
 
@@ -154,6 +158,8 @@ def test_each_job_authenticates_as_the_identity_it_needs():
         "infra.yml:preview": "PREVIEW_SERVICE_ACCOUNT",
         "infra.yml:up": "DEPLOYER_SERVICE_ACCOUNT",
         "test.yml:test": "",
+        "deploy.yml:tested": "",
+        "infra.yml:tested": "",
         "train.yml:train": "CI_SERVICE_ACCOUNT",
     }
 
@@ -161,17 +167,22 @@ def test_each_job_authenticates_as_the_identity_it_needs():
 def test_deploy_builds_the_image_then_releases_the_tag_the_build_pushed():
     jobs = load("deploy")["jobs"]
     build, release = jobs["build"], jobs["release"]
-    assert set(jobs) == {"build", "release"}
+    assert set(jobs) == {"tested", "build", "release"}
+    assert build["needs"] == "tested"
     build_steps = {s.get("name") or s.get("id") or s["uses"]: s for s in build["steps"]}
     push = build_steps["Build and push the image"]
-    assert build["outputs"] == {"tag": "${{ steps.push.outputs.tag }}"} and push["id"] == "push"
+    assert build["outputs"]["tag"] == "${{ steps.push.outputs.tag }}" and push["id"] == "push"
     assert 'echo "tag=$TAG" >> "$GITHUB_OUTPUT"' in push["run"] and build["env"]["TAG"] == "${{ github.sha }}"
     assert "ci.image --repository" in push["run"]
     assert [s for s in build_steps if "pulumi" in s.lower()] == []
     assert "dvc pull train" in build_steps["Fetch the model that dvc.lock names"]["run"]
     assert build_steps["Build the bento"]["run"] == "make bento"
     assert release["needs"] == "build" and release["env"]["TAG"] == "${{ needs.build.outputs.tag }}"
-    assert "orbit:serviceImageTag=$TAG" in next(s["run"] for s in release["steps"] if s.get("id") == "up")
+    up = next(s["run"] for s in release["steps"] if s.get("id") == "up")
+    assert "orbit:serviceImageTag=$TAG" in up and "orbit:serviceImageDigest=$DIGEST" in up
+    assert "--github-output \"$GITHUB_OUTPUT\"" in push["run"]
+    assert build["outputs"]["digest"] == "${{ steps.push.outputs.digest }}"
+    assert release["env"]["DIGEST"] == "${{ needs.build.outputs.digest }}"
 
 
 def test_the_deployer_only_runs_in_protected_environments():
@@ -299,3 +310,32 @@ def test_the_release_smoke_test_is_scored_against_labelled_images():
         assert words[words.index("--images") + 1] == "data/raw"
         assert int(words[words.index("--per-class") + 1]) >= 3
         assert "--min-accuracy" not in words  # the threshold is gate.min_value of params.yaml
+
+
+def test_deploy_and_infra_up_wait_for_the_tests_of_their_commit():
+    """GitHub has no `needs:` across workflows: the first job polls the test workflow's runs on this SHA."""
+    for workflow, job in (("deploy", "build"), ("infra", "up")):
+        jobs = load(workflow)["jobs"]
+        assert jobs[job]["needs"] == "tested", workflow
+        tested = jobs["tested"]
+        assert tested["permissions"] == {"actions": "read"}
+        assert any('ci.await_tests --workflow test.yml --sha "$GITHUB_SHA"' in s.get("run", "")
+                   for s in tested["steps"])
+    assert (ROOT / ".github" / "workflows" / "test.yml").is_file()
+    assert "push" in load("test")["on"]  # the runs await_tests looks for (event=push)
+
+
+def test_the_build_refuses_a_dvc_lock_older_than_its_pipeline():
+    steps = {s.get("name"): s for s in load("deploy")["jobs"]["build"]["steps"]}
+    names = list(steps)
+    stale = names.index("dvc.lock is up to date with params.yaml and ml/")
+    assert names.index("Fetch the model that dvc.lock names") < stale < names.index("Build the bento")
+    assert "dvc status --json" in steps[names[stale]]["run"]
+
+
+def test_no_step_hides_a_failing_command_inside_echo():
+    """`echo "x=$(cmd)"` succeeds whatever cmd did; run the command on its own line first."""
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            for step in job["steps"]:
+                assert not re.search(r'echo "[^"\n]*\$\(', step.get("run", "")), (path.name, step.get("name"))
