@@ -667,8 +667,9 @@ def _service(r: _Reader) -> ServiceConfig:
     digest = r.str("orbit:serviceImageDigest", _DIGEST_RE, "an image digest such as sha256:<64 hex digits>")
     if isinstance(tag, str) and digest is None:
         r.problem("orbit:serviceImageDigest", "missing: the digest of orbit:serviceImageTag, so that the "
-                  "cluster pulls exactly the image that was built and tested (`python -m ci.image` prints it; "
-                  "or: gcloud artifacts docker images describe REGISTRY/IMAGE:TAG --format 'value(image_summary"
+                  "cluster pulls exactly the image that was built and tested (`python -m ci.image` prints "
+                  "it; or: gcloud artifacts docker images describe REGISTRY/IMAGE:TAG --format "
+                  "'value(image_summary"
                   ".digest)')")
     elif digest is not None and tag is None:
         r.problem("orbit:serviceImageDigest", "set without orbit:serviceImageTag: set both, or neither")

@@ -25,7 +25,8 @@ def test_verdicts():
 
 
 def test_wait_polls_until_the_tests_pass_and_asks_for_this_commit_only():
-    answers = iter([{"workflow_runs": []}, {"workflow_runs": [run(5, "queued")]}, {"workflow_runs": [run(5)]}])
+    answers = iter([{"workflow_runs": []}, {"workflow_runs": [run(5, "queued")]},
+                    {"workflow_runs": [run(5)]}])
     urls, slept = [], []
 
     def fetch(url):
@@ -40,7 +41,8 @@ def test_wait_polls_until_the_tests_pass_and_asks_for_this_commit_only():
 
 def test_failed_tests_stop_the_deploy_at_once_and_a_missing_run_times_out():
     with pytest.raises(NotPassed, match="concluded 'failure'"):
-        wait("o/r", "test.yml", SHA, timeout=100, fetch=lambda url: {"workflow_runs": [run(1, conclusion="failure")]},
+        wait("o/r", "test.yml", SHA, timeout=100,
+             fetch=lambda url: {"workflow_runs": [run(1, conclusion="failure")]},
              sleep=lambda s: pytest.fail("must not wait for a failed run"))
     with pytest.raises(NotPassed, match="no passing run of test.yml"):
         wait("o/r", "test.yml", SHA, timeout=30, interval=10, fetch=lambda url: {}, sleep=lambda s: None)

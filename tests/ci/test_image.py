@@ -86,7 +86,8 @@ def test_falls_back_to_buildah_without_docker():
             result.stdout = json.dumps({"Digest": DIGEST, "Os": "linux", "Architecture": "amd64"})
         return result
 
-    assert image.build_and_push(REF, bento="planet_classifier:pinned", run=skopeo_aware, which=which)[1] == DIGEST
+    built = image.build_and_push(REF, bento="planet_classifier:pinned", run=skopeo_aware, which=which)
+    assert built[1] == DIGEST
     assert ["buildah", "push", REF] in run.calls
     assert any(c[1:3] == ["containerize", "planet_classifier:pinned"] for c in run.calls)
 
@@ -150,7 +151,8 @@ def test_image_name_errors_say_what_to_fix(tmp_path):
 def test_cli_builds_the_reference_from_repository_stack_and_tag(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(stack_file(tmp_path, "config:\n  orbit:serviceImageName: planets\n"))
     built = []
-    monkeypatch.setattr(image, "build_and_push", lambda ref, bento, backend: built.append(ref) or ("ok", DIGEST))
+    monkeypatch.setattr(image, "build_and_push",
+                        lambda ref, bento, backend: built.append(ref) or ("ok", DIGEST))
     repository = "europe-west1-docker.pkg.dev/my-gcp-project/orbit"
     assert image.main(["--repository", repository + "/", "--stack", "dev", "--tag", "3f2c1ab"]) == 0
     assert built == [f"{repository}/planets:3f2c1ab"]

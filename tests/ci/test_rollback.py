@@ -195,7 +195,8 @@ def with_digest(entry: dict, digest: str) -> dict:
 def test_rollback_config_redeploys_the_target_by_its_recorded_digest(tmp_path: Path, capsys):
     good, bad = "sha256:" + "b" * 64, "sha256:" + "c" * 64
     history = tmp_path / "history.json"
-    history.write_text(json.dumps([with_digest(update(2, "ccc3333"), bad), with_digest(update(1, "bbb2222"), good)]))
+    entries = [with_digest(update(2, "ccc3333"), bad), with_digest(update(1, "bbb2222"), good)]
+    history.write_text(json.dumps(entries))
     assert rollback.main(["target", "--history", str(history), "--failed", "ccc3333", "--config"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "orbit:serviceImageTag=bbb2222", f"orbit:serviceImageDigest={good}", "orbit:serviceEnabled=true"]

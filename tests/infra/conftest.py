@@ -1,6 +1,7 @@
 """The Pulumi runtime points at orbit's mocks once, before any program code runs.
 
-The whole program runs once per fixture stack file (tests/infra/fixtures: frozen copies of the examples) and session, in two states:
+The whole program runs once per fixture stack file (tests/infra/fixtures: frozen copies of the examples)
+and session, in two states:
 `dev_run`/`prod_run` (and `stack_run`, both of them) as CI's deploy runs it, with the model service enabled
 at an image tag; `first_up_run` from the stack file alone, as the very first `pulumi up` sees it. Tests apply
 on the Outputs of what the program built under `@pulumi.runtime.test`; the mocks run with preview=False, so

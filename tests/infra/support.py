@@ -17,7 +17,7 @@ import pulumi
 from infra.mocks import MockRun, reveal
 
 # The tests' own stack files: frozen copies of the examples. The program runs on these, never on the
-# repository's Pulumi.<stack>.yaml, which a user fills with their own project (those are checked for shape only).
+# repository's Pulumi.<stack>.yaml, which a user fills with their own project (checked for shape only).
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 BUCKET = "gcp:storage/bucket:Bucket"

@@ -315,7 +315,8 @@ def test_from_pulumi_reads_the_engine_config_and_keeps_the_key_secret():
         cfg = config.from_pulumi()
     finally:
         runtime_config.CONFIG.reset(token)
-    assert cfg == parse(read_stack_file("dev", FIXTURES), "dev", {"orbit:githubAppPrivateKey": cfg.runners.private_key})
+    secrets = {"orbit:githubAppPrivateKey": cfg.runners.private_key}
+    assert cfg == parse(read_stack_file("dev", FIXTURES), "dev", secrets)
     key = cfg.runners.private_key
     assert isinstance(key, pulumi.Output)
 
@@ -356,7 +357,8 @@ def test_the_repositorys_stack_files_have_the_right_shape(stack):
     """The user's own Pulumi.<stack>.yaml: whatever project and owner it names, it validates and keeps its
     secrets encrypted. Its values are the user's; the program's behaviour is tested on the fixtures."""
     values = read_stack_file(stack)
-    assert all(isinstance(v, dict) and "secure" in v for k, v in values.items() if k in KEYS and KEYS[k].secret)
+    secret = [v for k, v in values.items() if k in KEYS and KEYS[k].secret]
+    assert all(isinstance(v, dict) and "secure" in v for v in secret)
     assert "PRIVATE KEY" not in config.stack_file(stack).read_text()
     parse(values, stack, SECRET)  # raises ConfigError naming each bad key
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pulumi
 
+from infra import mocks
 from infra.config import BENTOML_UID
 from infra.mocks import FAKE_LB_IP
-from infra import mocks
 from tests.infra.support import DEPLOYMENT, FIXTURES, RELEASE_DIGEST, RELEASE_TAG, on
 
 
@@ -181,7 +181,8 @@ def test_nobody_gets_kubernetes_rbac_from_the_service(stack_run):
     assert rbac == []
 
 
-LIVE_IMAGE = "europe-west1-docker.pkg.dev/my-gcp-project/orbit-images/planet-classifier:0ld7a9@sha256:" + "ab" * 32
+LIVE_IMAGE = ("europe-west1-docker.pkg.dev/my-gcp-project/orbit-images/planet-classifier:0ld7a9@sha256:"
+              + "ab" * 32)
 
 
 def plain_up(stack: str, live: dict, **overrides) -> mocks.MockRun:
