@@ -121,8 +121,11 @@ KEYS: dict[str, Key] = {
         _k("orbit:githubOwner", "GitHub user or organisation that owns the repository", "my-github-org"),
         _k("orbit:githubRepo", "GitHub repository whose workflows may deploy and whose runners these are",
            "orbit"),
-        _k("orbit:githubRepositoryId", "numeric repository ID, also pinned by the WIF condition "
+        _k("orbit:githubRepositoryId", "numeric repository ID, which the bootstrap's provider condition pins "
            "(guards against a deleted and re-created repository)", "123456789", None),
+        _k("orbit:workloadIdentityProvider", "the GitHub provider of the Workload Identity pool the bootstrap "
+           "made (docs/deploy.md, step 2): it outlives every stack, so its bindings and WIF_PROVIDER stay valid",
+           "projects/123456789012/locations/global/workloadIdentityPools/orbit-github/providers/github"),
         _k("orbit:runnersEnabled", "install actions-runner-controller and the runner scale sets", "false",
            True),
         _k("orbit:githubAppId", "GitHub App ID (or client ID) that ARC authenticates as", "123456", None),
@@ -234,6 +237,11 @@ class GitHubConfig:
     owner: str
     repo: str
     repository_id: str | None
+    wif_provider: str  # projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER
+
+    @property
+    def wif_pool(self) -> str:
+        return self.wif_provider.split("/providers/", 1)[0]
 
     @property
     def slug(self) -> str:
@@ -348,6 +356,8 @@ _IMAGE_RE = re.compile(
     r"^(?P<repo>[a-z0-9.-]+(?::[0-9]+)?/[a-z0-9._/-]+)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
+_WIF_PROVIDER_RE = re.compile(
+    r"^projects/[0-9]{6,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}/providers/[a-z0-9-]{4,32}$")
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _BILLING_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 _CPU_RE = re.compile(r"^(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<m>m?)$")
@@ -531,6 +541,10 @@ def parse(values: Mapping[str, Any], stack: str, secrets: Mapping[str, Any] | No
         owner=r.str("orbit:githubOwner", _GH_OWNER_RE, "a GitHub user or organisation name"),
         repo=r.str("orbit:githubRepo", _GH_REPO_RE, "a GitHub repository name"),
         repository_id=r.str("orbit:githubRepositoryId", _DIGITS_RE, "a numeric repository ID"),
+        wif_provider=r.str("orbit:workloadIdentityProvider", _WIF_PROVIDER_RE, "a provider resource name "
+                           "projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER "
+                           "(gcloud iam workload-identity-pools providers describe github --location global "
+                           "--workload-identity-pool orbit-github --format 'value(name)')"),
     )
 
     cluster = _cluster(r, regional)

@@ -113,6 +113,7 @@ def test_stack_files_hold_no_plain_secrets_and_no_real_looking_ids(stack):
 def test_defaults_fill_everything_not_set():
     minimal = {"gcp:project": "my-gcp-project", "gcp:region": "us-central1", "gcp:zone": "us-central1-f",
                "orbit:githubOwner": "octo-org", "orbit:githubRepo": "orbit",
+               "orbit:workloadIdentityProvider": KEYS["orbit:workloadIdentityProvider"].example,
                "orbit:runnersEnabled": False}
     cfg = parse(minimal, "dev", {})
     assert cfg.name_prefix == "orbit"

@@ -27,7 +27,7 @@ def test_plan_says_it_is_not_a_preview_and_lists_every_resource(dev_run):
     assert f"Summary: {len(dev_run.resources)} resources" in text
     assert "0 protected" in text
     assert "publicAccessPrevention: enforced" in text
-    assert "attributeCondition: assertion.repository == 'my-github-org/orbit'" in text
+    assert "member: principalSet://iam.googleapis.com/projects/123456789012/locations/global/" in text
     assert "kubeconfig: [secret]" in text
     assert "PRIVATE KEY" not in text
 
