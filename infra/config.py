@@ -123,8 +123,9 @@ KEYS: dict[str, Key] = {
            "orbit"),
         _k("orbit:githubRepositoryId", "numeric repository ID, which the bootstrap's provider condition pins "
            "(guards against a deleted and re-created repository)", "123456789", None),
-        _k("orbit:workloadIdentityProvider", "the GitHub provider of the Workload Identity pool the bootstrap "
-           "made (docs/deploy.md, step 2): it outlives every stack, so its bindings and WIF_PROVIDER stay valid",
+        _k("orbit:workloadIdentityProvider", "the GitHub provider of the Workload Identity pool the "
+           "bootstrap made (docs/deploy.md, step 2): it outlives every stack, so its bindings and "
+           "WIF_PROVIDER stay valid",
            "projects/123456789012/locations/global/workloadIdentityPools/orbit-github/providers/github"),
         _k("orbit:runnersEnabled", "install actions-runner-controller and the runner scale sets", "false",
            True),
