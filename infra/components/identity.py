@@ -60,13 +60,13 @@ class Identity(pulumi.ComponentResource):
         # -- Kubernetes service accounts -> Google service accounts (GKE Workload Identity) --------------
         # The identity namespace PROJECT.svc.id.goog exists only once the cluster does.
         after_cluster = pulumi.ResourceOptions(parent=self, depends_on=[cluster.cluster])
+        # No roles: no workflow needs Google from the runner's metadata server (train authenticates through
+        # WIF as the CI account, with an id-token the workflow must ask for). A grant here would hand the
+        # data bucket to every job on the runner, one of a same-repository branch that never asks for a
+        # token included. The account exists so that a deliberate future grant goes to it, not the nodes.
         self.runner_account = gcp.serviceaccount.Account(
             "runner", account_id=cfg.name("runner"), project=cfg.project,
-            display_name="orbit self-hosted runners (data bucket read/write)", opts=child,
-        )
-        self.runner_bucket = gcp.storage.BucketIAMMember(
-            "runner-bucket", bucket=bucket.bucket_name, role="roles/storage.objectAdmin",
-            member=self.runner_account.member, opts=child,
+            display_name="orbit self-hosted runners (no roles)", opts=child,
         )
         self.runner_binding = gcp.serviceaccount.IAMMember(
             "runner-workload-identity", service_account_id=self.runner_account.name,

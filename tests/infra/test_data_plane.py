@@ -140,3 +140,13 @@ def test_network_is_custom_mode_with_nat_for_private_nodes(stack_run):
               google_access=subnet.private_ip_google_access, region=subnet.region,
               ranges=subnet.secondary_ip_ranges, nat_ranges=nat.source_subnetwork_ip_ranges_to_nat,
               router=nat.router, log=nat.log_config)
+
+
+def test_dvc_verifies_every_object_it_pulls():
+    """A tampered object in the bucket must fail `dvc pull`, not reach training or a release."""
+    import configparser
+    from pathlib import Path
+
+    parser = configparser.ConfigParser()
+    parser.read(Path(__file__).resolve().parents[2] / ".dvc" / "config")
+    assert parser.getboolean("'remote \"storage\"'", "verify") is True
