@@ -48,6 +48,10 @@ GPU_MACHINE_FAMILIES: dict[str, tuple[str, ...]] = {
     "nvidia-h100-80gb": ("a3-highgpu-",),
 }
 
+# How many releases back a rollback may go: the previous good one, and one before it when that one was
+# rolled back too (ci/rollback.py). The registry keeps at least this many images plus the live one.
+ROLLBACK_DEPTH = 2
+
 _REQUIRED = object()
 
 
@@ -151,6 +155,8 @@ KEYS: dict[str, Key] = {
         _k("orbit:bucketSoftDeleteDays", "soft-delete retention of deleted objects, days (0 = off)", "7", 0),
         _k("orbit:registryKeepCount", "keep this many most recent image versions", "20", 10),
         _k("orbit:registryUntaggedDays", "delete untagged images older than this many days", "14", 7),
+        _k("orbit:registryMaxAgeDays", "delete tagged images older than this many days, except the "
+           "registryKeepCount most recent (CI tags every build with its commit SHA)", "90", 30),
         _k("orbit:registryImmutableTags", "forbid moving an image tag once pushed", "false", True),
         _k("orbit:serviceEnabled", "unset: keep the live service (the image the stack's last update served) "
            "or none before the first deploy; true: deploy orbit:serviceImageTag (CI's deploy); false: remove "
@@ -280,6 +286,7 @@ class BucketConfig:
 class RegistryConfig:
     keep_count: int
     untagged_days: int
+    max_age_days: int
     immutable_tags: bool
 
 
@@ -569,8 +576,11 @@ def parse(values: Mapping[str, Any], stack: str, secrets: Mapping[str, Any] | No
         r.problem("orbit:bucketSoftDeleteDays", "must be 0 (off) or 7..90 days (a GCS limit)")
 
     registry = RegistryConfig(
-        keep_count=r.int("orbit:registryKeepCount", 1, 1000),
+        # The live image and the rollback target (ci.rollback) are among the most recent versions: never
+        # fewer than ROLLBACK_DEPTH + 1 kept, whatever their age.
+        keep_count=r.int("orbit:registryKeepCount", ROLLBACK_DEPTH + 1, 1000),
         untagged_days=r.int("orbit:registryUntaggedDays", 1, 365),
+        max_age_days=r.int("orbit:registryMaxAgeDays", 1, 3650),
         immutable_tags=r.bool("orbit:registryImmutableTags"),
     )
     service = _service(r)
