@@ -121,6 +121,9 @@ KEYS: dict[str, Key] = {
         _k("orbit:gpuMachineType", "machine type of the GPU pool (must suit the GPU type)", "g2-standard-8",
            "n1-standard-4"),
         _k("orbit:gpuMaxNodes", "GPU pool maximum nodes (minimum is always 0)", "2", 1),
+        _k("orbit:gpuZones", "zones of the GPU pool, where gpuType is offered (`gcloud compute "
+           "accelerator-types list`); default: the zonal cluster's zone; required for a regional cluster",
+           "europe-west1-b", [], kind="list"),
         _k("orbit:gpuDriverVersion", "GKE-installed NVIDIA driver: DEFAULT or LATEST", "LATEST", "DEFAULT"),
         _k("orbit:githubOwner", "GitHub user or organisation that owns the repository", "my-github-org"),
         _k("orbit:githubRepo", "GitHub repository whose workflows may deploy and whose runners these are",
@@ -225,6 +228,7 @@ class GpuConfig:
     machine_type: str
     max_nodes: int
     driver_version: str
+    zones: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -603,6 +607,19 @@ def _pool(r: _Reader, role: str, min_nodes: int, max_key: str, spot: bool) -> No
     return NodePoolConfig(machine_type=machine, min_nodes=min_nodes, max_nodes=max_nodes, spot=spot)
 
 
+# G2 machine types carry a fixed number of L4s (the rest of the name says CPUs, not GPUs).
+_G2_GPUS = {"g2-standard-4": 1, "g2-standard-8": 1, "g2-standard-12": 1, "g2-standard-16": 1,
+            "g2-standard-32": 1, "g2-standard-24": 2, "g2-standard-48": 4, "g2-standard-96": 8}
+
+
+def fixed_gpu_count(machine: str) -> int | None:
+    """GPUs a machine type comes with (A2/A3: the `-Ng` suffix; G2: the table); None where N1 lets you pick."""
+    if machine in _G2_GPUS:
+        return _G2_GPUS[machine]
+    match = re.fullmatch(r"a[23]-(?:highgpu|megagpu|ultragpu)-(\d+)g", machine)
+    return int(match.group(1)) if match else None
+
+
 def _cluster(r: _Reader, regional: bool) -> ClusterConfig:
     serving = _pool(r, "serving", r.int("orbit:servingMinNodes", 0, 100), "orbit:servingMaxNodes",
                     r.bool("orbit:servingSpot"))
@@ -618,10 +635,23 @@ def _cluster(r: _Reader, regional: bool) -> ClusterConfig:
     count = r.int("orbit:gpuCount", 1, 8)
     if count not in (1, 2, 4, 8):
         r.problem("orbit:gpuCount", f"{count} GPUs per node is not offered; use 1, 2, 4 or 8")
+    elif enabled and isinstance(machine, str) and (fixed := fixed_gpu_count(machine)) not in (None, count):
+        r.problem("orbit:gpuCount", f"{machine} comes with exactly {fixed} GPU(s), not {count}: set "
+                  f"orbit:gpuCount {fixed}, or pick the machine type of that size")
+    zones = tuple(str(z) for z in r.list("orbit:gpuZones"))
+    region = r.values.get("gcp:region")
+    for zone in zones:
+        if isinstance(region, str) and not re.fullmatch(rf"{region}-[a-z]", zone):
+            r.problem("orbit:gpuZones", f"{zone!r} is not a zone of region {region!r}")
+    if enabled and regional and not zones:
+        r.problem("orbit:gpuZones", "missing: a regional cluster's GPU pool would inherit all its zones, and "
+                  "creation fails where the GPU type is not offered in every one; list the zones that offer "
+                  f"it (gcloud compute accelerator-types list --filter 'name={accelerator}')")
     gpu = GpuConfig(
         enabled=enabled, accelerator=accelerator, count=count, machine_type=machine,
         max_nodes=r.int("orbit:gpuMaxNodes", 1, 16),
         driver_version=r.choice("orbit:gpuDriverVersion", ("DEFAULT", "LATEST")),
+        zones=zones,
     )
     dns_access = r.bool("orbit:controlPlaneDnsAccess")
     authorized_networks = r.cidrs("orbit:masterAuthorizedNetworks")

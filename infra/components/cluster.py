@@ -126,6 +126,8 @@ class GkeCluster(pulumi.ComponentResource):
             self.gpu_pool = self._pool(
                 cfg, "gpu", NodePoolConfig(gpu.machine_type, 0, gpu.max_nodes, spot=True), taint=GPU_TAINT,
                 location_policy="ANY",
+                # Not the cluster's zones: an accelerator is offered in some zones of a region only.
+                node_locations=list(gpu.zones) or None,
                 accelerators=[gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
                     type=gpu.accelerator,
                     count=gpu.count,
@@ -162,7 +164,8 @@ class GkeCluster(pulumi.ComponentResource):
                                "node_service_account": self.node_account.email})
 
     def _pool(self, cfg: StackConfig, role: str, pool: NodePoolConfig, taint: tuple[str, str] | None,
-              location_policy: str, accelerators: list | None = None) -> gcp.container.NodePool:
+              location_policy: str, accelerators: list | None = None,
+              node_locations: list[str] | None = None) -> gcp.container.NodePool:
         config = _pool_config(cfg, self.node_account.email, role, pool, taint, accelerators)
         return gcp.container.NodePool(
             role,
@@ -170,6 +173,7 @@ class GkeCluster(pulumi.ComponentResource):
             project=cfg.project,
             location=cfg.location,
             cluster=self.cluster.name,
+            node_locations=node_locations,
             # Per zone; the autoscaler then holds the pool within the whole-cluster totals below.
             initial_node_count=1 if pool.min_nodes > 0 else 0,
             autoscaling=gcp.container.NodePoolAutoscalingArgs(

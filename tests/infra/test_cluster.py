@@ -187,7 +187,11 @@ def test_gpu_pool_only_when_enabled(dev_run, prod_run):
             "gpu_driver_installation_config": {"gpu_driver_version": gpu.driver_version}}]
         assert config["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
 
-    return on(check, config=pool.node_config, autoscaling=pool.autoscaling)
+    def zones(locations):
+        assert locations == ["europe-west1-b", "europe-west1-c"] == list(gpu.zones)
+
+    return pulumi.Output.all(on(check, config=pool.node_config, autoscaling=pool.autoscaling),
+                             on(zones, locations=pool.node_locations))
 
 
 # Provider options (depends_on, delete_unreachable is an input of the provider resource) and the provider a
