@@ -613,7 +613,7 @@ _G2_GPUS = {"g2-standard-4": 1, "g2-standard-8": 1, "g2-standard-12": 1, "g2-sta
 
 
 def fixed_gpu_count(machine: str) -> int | None:
-    """GPUs a machine type comes with (A2/A3: the `-Ng` suffix; G2: the table); None where N1 lets you pick."""
+    """GPUs a machine type comes with (A2/A3: its `-Ng` suffix; G2: the table); None: N1, pick."""
     if machine in _G2_GPUS:
         return _G2_GPUS[machine]
     match = re.fullmatch(r"a[23]-(?:highgpu|megagpu|ultragpu)-(\d+)g", machine)
