@@ -29,8 +29,11 @@ RUNNER_KSA = "arc-runner"
 SERVING_NAMESPACE = "serving"
 SERVING_KSA = "planet-classifier"
 SERVING_PORT = 3000  # BentoML's port (docs/architecture.md)
-# BentoML images run as this user (bentoml/_internal/container/generate.py: BENTO_UID_GID).
-BENTOML_UID = 1034
+# The model service's pods run as this user and group, not as the BentoML image's own `bentoml` (1034,
+# bentoml/_internal/container/generate.py: BENTO_UID_GID): UIDs below 10000 may collide with users of the
+# node (checkov CKV_K8S_40). The image needs no write access of its own: its files are world-readable,
+# BENTOML_HOME and HOME live on the in-memory /tmp volume, which fsGroup makes writable for this group.
+SERVING_UID = 10001
 # ghcr.io/actions/actions-runner runs as `runner`, uid/gid 1001.
 RUNNER_UID = 1001
 

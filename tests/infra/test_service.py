@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from infra import mocks
-from infra.config import BENTOML_UID
+from infra.config import SERVING_UID
 from infra.mocks import FAKE_LB_IP
 from tests.infra.support import DEPLOYMENT, FIXTURES, RELEASE_DIGEST, RELEASE_TAG, on
 
@@ -64,7 +64,9 @@ def test_pod_runs_non_root_on_a_read_only_root_filesystem(stack_run):
     def check(spec):
         p, c = pod(spec), container(spec)
         assert p["security_context"]["run_as_non_root"] is True
-        assert p["security_context"]["run_as_user"] == BENTOML_UID
+        # checkov CKV_K8S_40: a UID of 10000 or more, and the group the in-memory /tmp is writable for.
+        assert p["security_context"]["run_as_user"] == SERVING_UID >= 10000
+        assert p["security_context"]["fs_group"] == p["security_context"]["run_as_group"] == SERVING_UID
         assert p["security_context"]["seccomp_profile"] == {"type": "RuntimeDefault"}
         assert c["security_context"] == {"allow_privilege_escalation": False,
                                          "read_only_root_filesystem": True, "run_as_non_root": True,
