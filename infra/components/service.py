@@ -1,7 +1,8 @@
-"""The model service on GKE: the BentoML image at a pinned tag, autoscaled, disruption-budgeted, exposed.
+"""The model service on GKE: the BentoML image by digest, autoscaled, disruption-budgeted, exposed.
 
-The pod runs as a high non-root UID (config.SERVING_UID) with a read-only root filesystem; BentoML's only runtime writes
-(Prometheus multiprocess files under BENTOML_HOME) and any temp files go to an in-memory emptyDir.
+The pod runs as a high non-root UID (config.SERVING_UID) with a read-only root filesystem; BentoML's only
+runtime writes (Prometheus multiprocess files under BENTOML_HOME) and any temp files go to an in-memory
+emptyDir.
 """
 
 from __future__ import annotations
@@ -139,8 +140,8 @@ class ModelService(pulumi.ComponentResource):
                         stabilization_window_seconds=0,
                         select_policy="Max",
                         policies=[
-                            k8s.autoscaling.v2.HPAScalingPolicyArgs(type="Percent", value=100, period_seconds=15),
-                            k8s.autoscaling.v2.HPAScalingPolicyArgs(type="Pods", value=4, period_seconds=15),
+                            k8s.autoscaling.v2.HPAScalingPolicyArgs(type=kind, value=value, period_seconds=15)
+                            for kind, value in (("Percent", 100), ("Pods", 4))
                         ],
                     ),
                     scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(stabilization_window_seconds=300),

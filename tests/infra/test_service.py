@@ -228,3 +228,15 @@ def test_a_released_tag_replaces_the_live_image():
         assert image.endswith(f"/planet-classifier:new1234@{RELEASE_DIGEST}")
 
     return on(check, image=run.platform.service.image)
+
+
+@pulumi.runtime.test
+def test_the_autoscaler_scales_up_at_once_and_down_slowly(stack_run):
+    """Pods of the onnxruntime image serve about a second after they start: no scale-up window."""
+    def check(spec):
+        up, down = spec["behavior"]["scale_up"], spec["behavior"]["scale_down"]
+        assert up["stabilization_window_seconds"] == 0 and up["select_policy"] == "Max"
+        assert {(p["type"], p["value"]) for p in up["policies"]} == {("Percent", 100), ("Pods", 4)}
+        assert down["stabilization_window_seconds"] == 300
+
+    return on(check, spec=stack_run.platform.service.autoscaler.spec)
