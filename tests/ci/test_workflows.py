@@ -340,3 +340,17 @@ def test_no_step_hides_a_failing_command_inside_echo():
         for job in yaml.safe_load(path.read_text())["jobs"].values():
             for step in job["steps"]:
                 assert not re.search(r'echo "[^"\n]*\$\(', step.get("run", "")), (path.name, step.get("name"))
+
+
+def test_uploads_of_hidden_paths_include_hidden_files_and_run_on_node24():
+    """upload-artifact leaves out dot-folders by default, silently; v5 and older run on node20."""
+    uploads = [step for path in sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+               for job in yaml.safe_load(path.read_text())["jobs"].values()
+               for step in job["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
+    assert uploads
+    for step in uploads:
+        paths = step["with"]["path"].split()
+        if any(part.startswith(".") for p in paths for part in p.split("/")):
+            assert step["with"].get("include-hidden-files") is True, step["name"]
+        # v6.0.0, `runs.using: node24` in its action.yml
+        assert step["uses"] == "actions/upload-artifact@b7c566a772e6b6bfb58ed0dc250532a479d7789f"
