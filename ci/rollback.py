@@ -6,8 +6,8 @@ with `orbit:serviceEnabled` true carries the tag it served in its config, and a 
 (`rollback BAD -> GOOD`) marks BAD as a release that failed, so a second rollback never returns to it.
 An update with the service disabled (the first `pulumi up` of a stack, before any image exists, or one
 whose config lacks the key, which defaults to false) served nothing: its tag is never "live" and never a
-rollback target. The infra workflow re-applies the live values (`live-config`) so that an infrastructure
-change never moves the service to another image.
+rollback target. `live-config` prints the live values (tag, digest, enabled) for a hand-run `pulumi up`; the
+program itself keeps the live image on an update that names none (infra/live.py).
 
     pulumi stack history --json > history.json           # never --show-secrets: the file stays harmless
     python -m ci.rollback current --history history.json   # the live tag ('' before the first deploy)
