@@ -4,8 +4,8 @@ The deploy workflow passes the tag to `pulumi up -c orbit:serviceImageTag=TAG -c
 and never commits it, so the stack's update history is the record of releases: each successful `update`
 with `orbit:serviceEnabled` true carries the tag it served in its config, and a rollback's message
 (`rollback BAD -> GOOD`) marks BAD as a release that failed, so a second rollback never returns to it.
-An update with the service disabled (the first `pulumi up` of a stack, before any image exists, or one
-whose config lacks the key, which defaults to false) served nothing: its tag is never "live" and never a
+An update with the service disabled, or whose config names no enabled key (the first `pulumi up` of a stack,
+before any image exists), served nothing: its tag is never "live" and never a
 rollback target. `live-config` prints the live values (tag, digest, enabled) for a hand-run `pulumi up`; the
 program itself keeps the live image on an update that names none (infra/live.py).
 
