@@ -134,7 +134,8 @@ def inspect(ref: str, backend: str, run: Runner = _run, which: Which = shutil.wh
         chosen = next((e for e in entries if _platform(e) == PLATFORM), entries[0])
         return Remote(chosen["digest"], tuple(_platform(e) for e in entries))
     if not which("skopeo"):
-        raise ImageError(f"cannot look into the registry with {backend}: install skopeo on the runner")
+        print(f"image: no skopeo beside {backend}: cannot look into the registry, building", flush=True)
+        return None
     result = run(["skopeo", "inspect", f"docker://{ref}"], True)
     if result.returncode != 0:
         return None
@@ -148,8 +149,8 @@ def build_and_push(
     backend: str = "auto",
     run: Runner = _run,
     which: Which = shutil.which,
-) -> tuple[str, str]:
-    """Build and push `ref` for linux/amd64; returns (what happened, in words, for the log; the digest)."""
+) -> str:
+    """Build and push `ref` for linux/amd64 unless it is there already; returns what happened, in words."""
     valid_ref(ref)
     builder = pick_backend(backend, which)
     remote = inspect(ref, builder, run, which)
@@ -158,7 +159,7 @@ def build_and_push(
             raise ImageError(f"{ref} is already in the registry but built for {', '.join(remote.platforms)}, "
                              f"not {PLATFORM}: GKE cannot run it. Delete that tag (gcloud artifacts docker "
                              "images delete REF) and run again")
-        return f"{ref} is already in the registry ({PLATFORM}): nothing to build", _digest(remote, ref)
+        return f"{ref} is already in the registry ({PLATFORM}): nothing to build"
     bento = bento or newest_bento(run)
     print(f"image: building {ref} ({PLATFORM}) from bento {bento} with {builder}", flush=True)
     steps = (
@@ -172,13 +173,14 @@ def build_and_push(
             if cmd[1] != "push":
                 hint = "its output is above"
             raise ImageError(f"`{' '.join(cmd[:2])}` failed: {hint}")
-    remote = inspect(ref, builder, run, which)
+    return f"pushed {ref} (bento {bento})"
+
+
+def registry_digest(ref: str, backend: str = "auto", run: Runner = _run, which: Which = shutil.which) -> str:
+    """The digest the registry holds for `ref` (of its linux/amd64 manifest): what the release deploys."""
+    remote = inspect(ref, pick_backend(backend, which), run, which)
     if remote is None:
-        raise ImageError(f"pushed {ref}, but the registry does not show it: check the push output above")
-    return f"pushed {ref} (bento {bento})", _digest(remote, ref)
-
-
-def _digest(remote: Remote, ref: str) -> str:
+        raise ImageError(f"{ref} is not in the registry (or it cannot be read: docker, or skopeo, needed)")
     if not _DIGEST.fullmatch(remote.digest or ""):
         raise ImageError(f"the registry reports no sha256 digest for {ref} ({remote.digest!r})")
     return remote.digest
@@ -199,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repository needs --tag")
     try:
         ref = args.image or f"{args.repository.rstrip('/')}/{image_name(args.stack)}:{args.tag}"
-        what, digest = build_and_push(ref, args.bento, args.backend)
+        what = build_and_push(ref, args.bento, args.backend)
+        digest = registry_digest(ref, args.backend)
     except ImageError as exc:
         print(f"image: {exc}", file=sys.stderr)
         return 1
