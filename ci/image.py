@@ -7,9 +7,12 @@ The second form names the image as the stack serves it (`orbit:serviceImageName`
 read from the file so that the job building it needs no access to the Pulumi state.
 
 It takes the newest bento in $BENTOML_HOME (or --bento NAME:VERSION), builds it with `bentoml containerize`
-on whichever OCI builder the runner has (docker, else buildah, else podman) and pushes it. If the tag is
-already in the registry (a re-run of the same commit, and the registry's tags are immutable) it builds
-nothing and says so: the same commit always means the same model, because dvc.lock pins it.
+on whichever OCI builder the runner has (docker, else buildah, else podman), always for linux/amd64 (GKE's
+nodes, whatever the machine building it), and pushes it. If the tag is already in the registry (a re-run of
+the same commit, and the registry's tags are immutable) and its image is linux/amd64, it builds nothing and
+says so: the same commit always means the same model, because dvc.lock pins it; an existing image of another
+platform is an error, never deployed. Either way it prints the image's digest (and writes `digest=` to
+--github-output): the release deploys `name:tag@digest`, so moving the tag afterwards changes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -101,13 +105,42 @@ def pick_backend(requested: str = "auto", which: Which = shutil.which) -> str:
     )
 
 
-def exists(ref: str, backend: str, run: Runner = _run, which: Which = shutil.which) -> bool:
-    """Whether the registry already holds this tag (credentials come from the backend's login)."""
+PLATFORM = "linux/amd64"  # GKE's node pools (infra/components/cluster.py): x86 machine types only
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """What the registry holds under a tag: the digest to deploy and the platforms it is built for."""
+
+    digest: str
+    platforms: tuple[str, ...]
+
+
+def _platform(entry: dict) -> str:
+    plat = entry.get("platform") or {}
+    return f"{plat.get('os', '?')}/{plat.get('architecture', '?')}"
+
+
+def inspect(ref: str, backend: str, run: Runner = _run, which: Which = shutil.which) -> Remote | None:
+    """The registry's image at `ref` (None: not there). Credentials come from the backend's login."""
     if backend == "docker":
-        return run(["docker", "manifest", "inspect", ref], True).returncode == 0
-    if which("skopeo"):
-        return run(["skopeo", "inspect", "--raw", f"docker://{ref}"], True).returncode == 0
-    return False
+        result = run(["docker", "manifest", "inspect", "--verbose", ref], True)
+        if result.returncode != 0:
+            return None
+        data = json.loads(result.stdout or "null")
+        entries = [e["Descriptor"] for e in (data if isinstance(data, list) else [data])]
+        # An index (e.g. buildx attestations): deploy the amd64 manifest's own digest.
+        chosen = next((e for e in entries if _platform(e) == PLATFORM), entries[0])
+        return Remote(chosen["digest"], tuple(_platform(e) for e in entries))
+    if not which("skopeo"):
+        print(f"image: no skopeo beside {backend}: cannot look into the registry, building", flush=True)
+        return None
+    result = run(["skopeo", "inspect", f"docker://{ref}"], True)
+    if result.returncode != 0:
+        return None
+    data = json.loads(result.stdout or "{}")
+    return Remote(data["Digest"], (f"{data.get('Os', '?')}/{data.get('Architecture', '?')}",))
 
 
 def build_and_push(
@@ -117,15 +150,21 @@ def build_and_push(
     run: Runner = _run,
     which: Which = shutil.which,
 ) -> str:
-    """Build and push `ref`; returns what happened, in words, for the log."""
+    """Build and push `ref` for linux/amd64 unless it is there already; returns what happened, in words."""
     valid_ref(ref)
     builder = pick_backend(backend, which)
-    if exists(ref, builder, run, which):
-        return f"{ref} is already in the registry: nothing to build"
+    remote = inspect(ref, builder, run, which)
+    if remote is not None:
+        if PLATFORM not in remote.platforms:
+            raise ImageError(f"{ref} is already in the registry but built for {', '.join(remote.platforms)}, "
+                             f"not {PLATFORM}: GKE cannot run it. Delete that tag (gcloud artifacts docker "
+                             "images delete REF) and run again")
+        return f"{ref} is already in the registry ({PLATFORM}): nothing to build"
     bento = bento or newest_bento(run)
-    print(f"image: building {ref} from bento {bento} with {builder}", flush=True)
+    print(f"image: building {ref} ({PLATFORM}) from bento {bento} with {builder}", flush=True)
     steps = (
-        [_bentoml(), "containerize", bento, "--backend", builder, "--image-tag", ref],
+        [_bentoml(), "containerize", bento, "--backend", builder, "--opt", f"platform={PLATFORM}",
+         "--image-tag", ref],
         [builder, "push", ref],
     )
     for cmd in steps:
@@ -137,6 +176,16 @@ def build_and_push(
     return f"pushed {ref} (bento {bento})"
 
 
+def registry_digest(ref: str, backend: str = "auto", run: Runner = _run, which: Which = shutil.which) -> str:
+    """The digest the registry holds for `ref` (of its linux/amd64 manifest): what the release deploys."""
+    remote = inspect(ref, pick_backend(backend, which), run, which)
+    if remote is None:
+        raise ImageError(f"{ref} is not in the registry (or it cannot be read: docker, or skopeo, needed)")
+    if not _DIGEST.fullmatch(remote.digest or ""):
+        raise ImageError(f"the registry reports no sha256 digest for {ref} ({remote.digest!r})")
+    return remote.digest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ci.image", description=__doc__.split("\n\n")[0])
     target = parser.add_mutually_exclusive_group(required=True)
@@ -146,15 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", help="image tag with --repository, e.g. the commit SHA")
     parser.add_argument("--bento", help="bento to containerize (default: the newest in the store)")
     parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
+    parser.add_argument("--github-output", type=Path, help="append digest=... to this file ($GITHUB_OUTPUT)")
     args = parser.parse_args(argv)
     if args.repository and not args.tag:
         parser.error("--repository needs --tag")
     try:
         ref = args.image or f"{args.repository.rstrip('/')}/{image_name(args.stack)}:{args.tag}"
-        print(f"image: {build_and_push(ref, args.bento, args.backend)}")
+        what = build_and_push(ref, args.bento, args.backend)
+        digest = registry_digest(ref, args.backend)
     except ImageError as exc:
         print(f"image: {exc}", file=sys.stderr)
         return 1
+    print(f"image: {what}; digest {digest}")
+    if args.github_output:
+        with args.github_output.open("a") as out:
+            out.write(f"digest={digest}\n")
     return 0
 
 

@@ -77,6 +77,11 @@ STACK_PLACEHOLDERS: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"123456789"}),
         '"$(gh api repos/<owner>/<repo> --jq .id)"',
     ),
+    "orbit:workloadIdentityProvider": (
+        frozenset({"projects/123456789012/locations/global/workloadIdentityPools/orbit-github/providers/github"}),
+        '"$(gcloud iam workload-identity-pools providers describe github --location global '
+        '--workload-identity-pool orbit-github --format \'value(name)\')"',
+    ),
     "orbit:githubAppId": (frozenset({"123456"}), "<your GitHub App's ID>"),
     "orbit:githubAppInstallationId": (frozenset({"7654321"}), "<its installation ID>"),
     "orbit:billingAccount": (frozenset({"012345-6789AB-CDEF01"}), "<billing account ID>"),

@@ -4,15 +4,16 @@ The deploy workflow passes the tag to `pulumi up -c orbit:serviceImageTag=TAG -c
 and never commits it, so the stack's update history is the record of releases: each successful `update`
 with `orbit:serviceEnabled` true carries the tag it served in its config, and a rollback's message
 (`rollback BAD -> GOOD`) marks BAD as a release that failed, so a second rollback never returns to it.
-An update with the service disabled (the first `pulumi up` of a stack, before any image exists, or one
-whose config lacks the key, which defaults to false) served nothing: its tag is never "live" and never a
-rollback target. The infra workflow re-applies the live values (`live-config`) so that an infrastructure
-change never moves the service to another image.
+An update with the service disabled, or whose config names no enabled key (the first `pulumi up` of a stack,
+before any image exists), served nothing: its tag is never "live" and never a
+rollback target. `live-config` prints the live values (tag, digest, enabled) for a hand-run `pulumi up`; the
+program itself keeps the live image on an update that names none (infra/live.py).
 
     pulumi stack history --json > history.json           # never --show-secrets: the file stays harmless
     python -m ci.rollback current --history history.json   # the live tag ('' before the first deploy)
     python -m ci.rollback live-config --history history.json   # KEY=VALUE lines for `pulumi up --config`
     python -m ci.rollback target --history history.json --failed "$GITHUB_SHA"
+    python -m ci.rollback target --config ...              # KEY=VALUE lines: tag, digest, enabled=true
 
 A plain list works too (a JSON array or one tag per line, newest first), for a registry listing or a
 hand-kept file; then `--bad TAG` marks releases known to be broken.
@@ -28,12 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_KEY = "orbit:serviceImageTag"
+#: The digest of that tag, as the build resolved it; the cluster pulls the digest (infra/live.py).
+DIGEST_KEY = "orbit:serviceImageDigest"
 #: The other key the deploy workflow sets (infra/config.py: false until the first image is pushed).
 ENABLED_KEY = "orbit:serviceEnabled"
 ROLLBACK_MESSAGE = "rollback {bad} -> {good}"
 _ROLLBACK_RE = re.compile(r"\brollback (\S+) -> (\S+)")
 #: An OCI tag: what Artifact Registry and `docker push` accept; also keeps shell and YAML output safe.
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
 class HistoryError(ValueError):
@@ -48,6 +52,8 @@ class Release:
     message: str = ""
     #: `orbit:serviceEnabled` of the update ("true"/"false"); None for a plain list, which names served tags.
     enabled: str | None = None
+    #: `orbit:serviceImageDigest` of the update (None before digests were recorded, or for a plain list).
+    digest: str | None = None
 
     @property
     def served(self) -> bool:
@@ -59,6 +65,20 @@ def valid_tag(tag: str) -> str:
     if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
         raise HistoryError(f"{tag!r} is not a valid image tag (letters, digits, '_', '.', '-'; max 128)")
     return tag
+
+
+def valid_digest(digest: str) -> str:
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        raise HistoryError(f"{digest!r} is not an image digest (sha256: and 64 hex digits)")
+    return digest
+
+
+def release_config(release: Release, key: str = DEFAULT_KEY) -> dict[str, str]:
+    """The `pulumi up --config` values that serve `release` again: its tag, its digest, service on."""
+    if release.digest is None:
+        raise HistoryError(f"release {release.tag} has no recorded {DIGEST_KEY}; pass it by hand "
+                           f"(gcloud artifacts docker images describe REGISTRY/IMAGE:{release.tag})")
+    return {key: release.tag, DIGEST_KEY: release.digest, ENABLED_KEY: "true"}
 
 
 def _from_pulumi(entries: list[dict], key: str) -> tuple[list[Release], set[str]]:
@@ -79,6 +99,7 @@ def _from_pulumi(entries: list[dict], key: str) -> tuple[list[Release], set[str]
         if value is None:
             continue  # an update from before the first deploy
         enabled = (config.get(ENABLED_KEY) or {}).get("value")
+        digest = (config.get(DIGEST_KEY) or {}).get("value")
         releases.append(
             Release(
                 tag=valid_tag(value),
@@ -87,6 +108,7 @@ def _from_pulumi(entries: list[dict], key: str) -> tuple[list[Release], set[str]
                 message=message,
                 # absent: the stack's default, false until the first image exists (infra/config.py)
                 enabled="false" if enabled is None else str(enabled).strip().lower(),
+                digest=valid_digest(digest) if digest else None,
             )
         )
     # `pulumi stack history` lists newest first; sort by version anyway so a merged file cannot mislead.
@@ -130,6 +152,8 @@ def live_config(releases: list[Release], key: str = DEFAULT_KEY) -> dict[str, st
     if newest is None:
         return {}
     config = {key: newest.tag}
+    if newest.digest is not None:
+        config[DIGEST_KEY] = newest.digest
     if newest.enabled is not None:
         config[ENABLED_KEY] = newest.enabled
     return config
@@ -137,10 +161,15 @@ def live_config(releases: list[Release], key: str = DEFAULT_KEY) -> dict[str, st
 
 def rollback_target(releases: list[Release], failed: str, bad: set[str] = frozenset()) -> str:
     """The newest tag that was served, and is neither the failed one nor known bad."""
+    return rollback_release(releases, failed, bad).tag
+
+
+def rollback_release(releases: list[Release], failed: str, bad: set[str] = frozenset()) -> Release:
+    """The newest release that was served, and is neither the failed one nor known bad."""
     excluded = {failed, *bad}
     for release in releases:
         if release.served and release.tag not in excluded:
-            return release.tag
+            return release
     seen = ", ".join(dict.fromkeys(r.tag for r in releases if r.served)) or "none"
     raise HistoryError(
         f"no earlier good release to roll back to (releases that served: {seen}; excluded: "
@@ -165,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     target = sub.choices["target"]
     target.add_argument("--failed", required=True, help="the tag that failed its smoke test")
     target.add_argument("--bad", action="append", default=[], help="another tag never to return to")
+    target.add_argument("--config", action="store_true",
+                        help="print KEY=VALUE lines (tag, digest, enabled) for `pulumi up --config`")
     args = parser.parse_args(argv)
     if not args.history.is_file():
         print(
@@ -183,12 +214,14 @@ def main(argv: list[str] | None = None) -> int:
             for name, value in live_config(releases, args.key).items():
                 print(f"{name}={value}")
             return 0
-        tag = rollback_target(releases, valid_tag(args.failed), bad | set(args.bad))
+        release = rollback_release(releases, valid_tag(args.failed), bad | set(args.bad))
+        lines = ([f"{k}={v}" for k, v in release_config(release, args.key).items()] if args.config
+                 else [release.tag])
     except HistoryError as exc:
         print(f"rollback: {exc}", file=sys.stderr)
         return 1
-    print(f"rollback: {args.failed} failed; rolling back to {tag}", file=sys.stderr)
-    print(tag)
+    print(f"rollback: {args.failed} failed; rolling back to {release.tag}", file=sys.stderr)
+    print("\n".join(lines))
     return 0
 
 

@@ -29,8 +29,11 @@ RUNNER_KSA = "arc-runner"
 SERVING_NAMESPACE = "serving"
 SERVING_KSA = "planet-classifier"
 SERVING_PORT = 3000  # BentoML's port (docs/architecture.md)
-# BentoML images run as this user (bentoml/_internal/container/generate.py: BENTO_UID_GID).
-BENTOML_UID = 1034
+# The model service's pods run as this user and group, not as the BentoML image's own `bentoml` (1034,
+# bentoml/_internal/container/generate.py: BENTO_UID_GID): UIDs below 10000 may collide with users of the
+# node (checkov CKV_K8S_40). The image needs no write access of its own: its files are world-readable,
+# BENTOML_HOME and HOME live on the in-memory /tmp volume, which fsGroup makes writable for this group.
+SERVING_UID = 10001
 # ghcr.io/actions/actions-runner runs as `runner`, uid/gid 1001.
 RUNNER_UID = 1001
 
@@ -47,6 +50,10 @@ GPU_MACHINE_FAMILIES: dict[str, tuple[str, ...]] = {
     "nvidia-a100-80gb": ("a2-ultragpu-",),
     "nvidia-h100-80gb": ("a3-highgpu-",),
 }
+
+# How many releases back a rollback may go: the previous good one, and one before it when that one was
+# rolled back too (ci/rollback.py). The registry keeps at least this many images plus the live one.
+ROLLBACK_DEPTH = 2
 
 _REQUIRED = object()
 
@@ -117,12 +124,19 @@ KEYS: dict[str, Key] = {
         _k("orbit:gpuMachineType", "machine type of the GPU pool (must suit the GPU type)", "g2-standard-8",
            "n1-standard-4"),
         _k("orbit:gpuMaxNodes", "GPU pool maximum nodes (minimum is always 0)", "2", 1),
+        _k("orbit:gpuZones", "zones of the GPU pool, where gpuType is offered (`gcloud compute "
+           "accelerator-types list`); default: the zonal cluster's zone; required for a regional cluster",
+           "europe-west1-b", [], kind="list"),
         _k("orbit:gpuDriverVersion", "GKE-installed NVIDIA driver: DEFAULT or LATEST", "LATEST", "DEFAULT"),
         _k("orbit:githubOwner", "GitHub user or organisation that owns the repository", "my-github-org"),
         _k("orbit:githubRepo", "GitHub repository whose workflows may deploy and whose runners these are",
            "orbit"),
-        _k("orbit:githubRepositoryId", "numeric repository ID, also pinned by the WIF condition "
+        _k("orbit:githubRepositoryId", "numeric repository ID, which the bootstrap's provider condition pins "
            "(guards against a deleted and re-created repository)", "123456789", None),
+        _k("orbit:workloadIdentityProvider", "the GitHub provider of the Workload Identity pool the "
+           "bootstrap made (docs/deploy.md, step 2): it outlives every stack, so its bindings and "
+           "WIF_PROVIDER stay valid",
+           "projects/123456789012/locations/global/workloadIdentityPools/orbit-github/providers/github"),
         _k("orbit:runnersEnabled", "install actions-runner-controller and the runner scale sets", "false",
            True),
         _k("orbit:githubAppId", "GitHub App ID (or client ID) that ARC authenticates as", "123456", None),
@@ -147,13 +161,18 @@ KEYS: dict[str, Key] = {
         _k("orbit:bucketSoftDeleteDays", "soft-delete retention of deleted objects, days (0 = off)", "7", 0),
         _k("orbit:registryKeepCount", "keep this many most recent image versions", "20", 10),
         _k("orbit:registryUntaggedDays", "delete untagged images older than this many days", "14", 7),
+        _k("orbit:registryMaxAgeDays", "delete tagged images older than this many days, except the "
+           "registryKeepCount most recent (CI tags every build with its commit SHA)", "90", 30),
         _k("orbit:registryImmutableTags", "forbid moving an image tag once pushed", "false", True),
-        _k("orbit:serviceEnabled", "deploy the model service (false until the first image is pushed; "
-           "CI's deploy sets it true with the image tag)", "true", False),
+        _k("orbit:serviceEnabled", "unset: keep the live service (the image the stack's last update served) "
+           "or none before the first deploy; true: deploy orbit:serviceImageTag (CI's deploy); false: remove "
+           "the service", "true", None),
         _k("orbit:serviceImageName", "image name of the BentoML service in the registry", "planet-classifier",
            "planet-classifier"),
         _k("orbit:serviceImageTag", "image tag to deploy (never `latest`), e.g. the git SHA CI pushed",
            "3f2c1ab", None),
+        _k("orbit:serviceImageDigest", "digest of that tag as the build resolved it (`ci.image` prints it): "
+           "the cluster pulls this digest, so moving the tag changes nothing", "sha256:" + "0" * 64, None),
         _k("orbit:serviceMinReplicas", "HPA minimum replicas", "2", 1),
         _k("orbit:serviceMaxReplicas", "HPA maximum replicas", "6", 3),
         _k("orbit:serviceTargetCpu", "HPA target CPU utilisation, percent", "60", 70),
@@ -212,6 +231,7 @@ class GpuConfig:
     machine_type: str
     max_nodes: int
     driver_version: str
+    zones: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -231,6 +251,11 @@ class GitHubConfig:
     owner: str
     repo: str
     repository_id: str | None
+    wif_provider: str  # projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER
+
+    @property
+    def wif_pool(self) -> str:
+        return self.wif_provider.split("/providers/", 1)[0]
 
     @property
     def slug(self) -> str:
@@ -268,14 +293,16 @@ class BucketConfig:
 class RegistryConfig:
     keep_count: int
     untagged_days: int
+    max_age_days: int
     immutable_tags: bool
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    enabled: bool
+    enabled: bool | None  # None: keep what is live (infra/live.py)
     image_name: str
     image_tag: str | None
+    image_digest: str | None
     min_replicas: int
     max_replicas: int
     target_cpu: int
@@ -345,6 +372,9 @@ _IMAGE_RE = re.compile(
     r"^(?P<repo>[a-z0-9.-]+(?::[0-9]+)?/[a-z0-9._/-]+)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
+_WIF_PROVIDER_RE = re.compile(
+    r"^projects/[0-9]{6,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}/providers/[a-z0-9-]{4,32}$")
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _BILLING_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 _CPU_RE = re.compile(r"^(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<m>m?)$")
 _MEM_RE = re.compile(r"^(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<u>Ki|Mi|Gi|Ti|k|M|G|T)?$")
@@ -527,6 +557,10 @@ def parse(values: Mapping[str, Any], stack: str, secrets: Mapping[str, Any] | No
         owner=r.str("orbit:githubOwner", _GH_OWNER_RE, "a GitHub user or organisation name"),
         repo=r.str("orbit:githubRepo", _GH_REPO_RE, "a GitHub repository name"),
         repository_id=r.str("orbit:githubRepositoryId", _DIGITS_RE, "a numeric repository ID"),
+        wif_provider=r.str("orbit:workloadIdentityProvider", _WIF_PROVIDER_RE, "a provider resource name "
+                           "projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER "
+                           "(gcloud iam workload-identity-pools providers describe github --location global "
+                           "--workload-identity-pool orbit-github --format 'value(name)')"),
     )
 
     cluster = _cluster(r, regional)
@@ -550,8 +584,11 @@ def parse(values: Mapping[str, Any], stack: str, secrets: Mapping[str, Any] | No
         r.problem("orbit:bucketSoftDeleteDays", "must be 0 (off) or 7..90 days (a GCS limit)")
 
     registry = RegistryConfig(
-        keep_count=r.int("orbit:registryKeepCount", 1, 1000),
+        # The live image and the rollback target (ci.rollback) are among the most recent versions: never
+        # fewer than ROLLBACK_DEPTH + 1 kept, whatever their age.
+        keep_count=r.int("orbit:registryKeepCount", ROLLBACK_DEPTH + 1, 1000),
         untagged_days=r.int("orbit:registryUntaggedDays", 1, 365),
+        max_age_days=r.int("orbit:registryMaxAgeDays", 1, 3650),
         immutable_tags=r.bool("orbit:registryImmutableTags"),
     )
     service = _service(r)
@@ -575,6 +612,19 @@ def _pool(r: _Reader, role: str, min_nodes: int, max_key: str, spot: bool) -> No
     return NodePoolConfig(machine_type=machine, min_nodes=min_nodes, max_nodes=max_nodes, spot=spot)
 
 
+# G2 machine types carry a fixed number of L4s (the rest of the name says CPUs, not GPUs).
+_G2_GPUS = {"g2-standard-4": 1, "g2-standard-8": 1, "g2-standard-12": 1, "g2-standard-16": 1,
+            "g2-standard-32": 1, "g2-standard-24": 2, "g2-standard-48": 4, "g2-standard-96": 8}
+
+
+def fixed_gpu_count(machine: str) -> int | None:
+    """GPUs a machine type comes with (A2/A3: its `-Ng` suffix; G2: the table); None: N1, pick."""
+    if machine in _G2_GPUS:
+        return _G2_GPUS[machine]
+    match = re.fullmatch(r"a[23]-(?:highgpu|megagpu|ultragpu)-(\d+)g", machine)
+    return int(match.group(1)) if match else None
+
+
 def _cluster(r: _Reader, regional: bool) -> ClusterConfig:
     serving = _pool(r, "serving", r.int("orbit:servingMinNodes", 0, 100), "orbit:servingMaxNodes",
                     r.bool("orbit:servingSpot"))
@@ -590,10 +640,23 @@ def _cluster(r: _Reader, regional: bool) -> ClusterConfig:
     count = r.int("orbit:gpuCount", 1, 8)
     if count not in (1, 2, 4, 8):
         r.problem("orbit:gpuCount", f"{count} GPUs per node is not offered; use 1, 2, 4 or 8")
+    elif enabled and isinstance(machine, str) and (fixed := fixed_gpu_count(machine)) not in (None, count):
+        r.problem("orbit:gpuCount", f"{machine} comes with exactly {fixed} GPU(s), not {count}: set "
+                  f"orbit:gpuCount {fixed}, or pick the machine type of that size")
+    zones = tuple(str(z) for z in r.list("orbit:gpuZones"))
+    region = r.values.get("gcp:region")
+    for zone in zones:
+        if isinstance(region, str) and not re.fullmatch(rf"{region}-[a-z]", zone):
+            r.problem("orbit:gpuZones", f"{zone!r} is not a zone of region {region!r}")
+    if enabled and regional and not zones:
+        r.problem("orbit:gpuZones", "missing: a regional cluster's GPU pool would inherit all its zones, and "
+                  "creation fails where the GPU type is not offered in every one; list the zones that offer "
+                  f"it (gcloud compute accelerator-types list --filter 'name={accelerator}')")
     gpu = GpuConfig(
         enabled=enabled, accelerator=accelerator, count=count, machine_type=machine,
         max_nodes=r.int("orbit:gpuMaxNodes", 1, 16),
         driver_version=r.choice("orbit:gpuDriverVersion", ("DEFAULT", "LATEST")),
+        zones=zones,
     )
     dns_access = r.bool("orbit:controlPlaneDnsAccess")
     authorized_networks = r.cidrs("orbit:masterAuthorizedNetworks")
@@ -657,9 +720,19 @@ def _service(r: _Reader) -> ServiceConfig:
         r.problem("orbit:serviceImageTag", "'latest' is a moving tag: deploy an immutable tag such as "
                   "the git SHA CI pushed")
     elif tag is None and enabled:
-        # The first `up` runs without the service; CI's deploy passes both keys once an image exists.
+        # A plain `up` keeps the live image; CI's deploy passes tag and digest with serviceEnabled true.
         r.problem("orbit:serviceImageTag", "missing: the image tag to deploy, needed while "
-                  "orbit:serviceEnabled is true (no image pushed yet? set orbit:serviceEnabled false)")
+                  "orbit:serviceEnabled is true (to keep the live image instead: pulumi config rm "
+                  "orbit:serviceEnabled)")
+    digest = r.str("orbit:serviceImageDigest", _DIGEST_RE, "an image digest such as sha256:<64 hex digits>")
+    if isinstance(tag, str) and digest is None:
+        r.problem("orbit:serviceImageDigest", "missing: the digest of orbit:serviceImageTag, so that the "
+                  "cluster pulls exactly the image that was built and tested (`python -m ci.image` prints "
+                  "it; or: gcloud artifacts docker images describe REGISTRY/IMAGE:TAG --format "
+                  "'value(image_summary"
+                  ".digest)')")
+    elif digest is not None and tag is None:
+        r.problem("orbit:serviceImageDigest", "set without orbit:serviceImageTag: set both, or neither")
     image_name = r.str("orbit:serviceImageName", _IMAGE_NAME_RE, "an image name")
     min_replicas = r.int("orbit:serviceMinReplicas", 1, 100)
     max_replicas = r.int("orbit:serviceMaxReplicas", 1, 100)
@@ -685,7 +758,7 @@ def _service(r: _Reader) -> ServiceConfig:
     if source_ranges and service_type != "LoadBalancer":
         r.problem("orbit:serviceSourceRanges", "only applies to orbit:serviceType LoadBalancer")
     return ServiceConfig(
-        enabled=enabled, image_name=image_name, image_tag=tag, min_replicas=min_replicas,
+        enabled=enabled, image_name=image_name, image_tag=tag, image_digest=digest, min_replicas=min_replicas,
         max_replicas=max_replicas, target_cpu=r.int("orbit:serviceTargetCpu", 10, 100),
         cpu_request=quantities["orbit:serviceCpuRequest"][0],
         memory_request=quantities["orbit:serviceMemoryRequest"][0],

@@ -84,7 +84,14 @@ def is_secret(value: Any) -> bool:
 
 
 class PlatformMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        # The outputs a StackReference to the stack itself reads: what its last update left (infra/live.py).
+        self.live_outputs: dict[str, Any] = {}
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        if args.typ == "pulumi:pulumi:StackReference":
+            return args.resource_id, {"name": args.resource_id, "outputs": dict(self.live_outputs),
+                                      "secretOutputNames": []}
         inputs = dict(args.inputs)
         outputs = dict(inputs)
         outputs.update(_computed(args.typ, args.name, inputs))
@@ -198,11 +205,15 @@ def install(stack: str = "dev") -> RecordingMonitor:
     return _monitor
 
 
-def run(cfg: StackConfig) -> MockRun:
-    """Run the whole program for `cfg` under the mocks and wait until every output has resolved."""
+def run(cfg: StackConfig, live: dict[str, Any] | None = None) -> MockRun:
+    """Run the whole program for `cfg` under the mocks and wait until every output has resolved.
+
+    `live`: the outputs the stack's previous update left (none: a stack never updated).
+    """
     from infra.program import build
 
     monitor = install(cfg.stack)
+    monitor.mocks.live_outputs = dict(live or {})
     start = len(monitor.registrations)
     result: dict[str, Any] = {}
 

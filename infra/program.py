@@ -18,6 +18,7 @@ from infra.components.registry import ImageRegistry
 from infra.components.runners import Runners
 from infra.components.service import ModelService
 from infra.config import StackConfig
+from infra.live import service_image
 
 # The stack outputs CI reads (docs/architecture.md), plus a few for people.
 OUTPUT_NAMES = (
@@ -55,9 +56,9 @@ def build(cfg: StackConfig) -> Platform:
     if cfg.runners.enabled:
         runners = Runners("runners", cfg, identity.runner_account.email, cluster.provider)
     service = None
-    if cfg.service.enabled:
-        service = ModelService("model-service", cfg, registry.path, identity.serving_account.email,
-                               cluster.provider)
+    image = service_image(cfg, registry.path)
+    if image is not None:
+        service = ModelService("model-service", cfg, image, identity.serving_account.email, cluster.provider)
     cost = CostControls("cost", cfg, opts=after_apis)
     edge = Edge("edge", cfg, cluster.provider, service, opts=after_apis) if cfg.edge.exposed else None
 

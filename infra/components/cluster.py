@@ -17,6 +17,7 @@ CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 NODE_ROLE = "roles/container.defaultNodeServiceAccount"
 CI_TAINT = ("dedicated", "ci")
 GPU_TAINT = ("nvidia.com/gpu", "present")  # the taint GKE puts on GPU nodes; declared so it is reviewed
+DEFAULT_POOL_FIELDS = ["nodeConfig", "initialNodeCount"]
 NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"  # set by GKE on every node: pods select pools by it
 
 
@@ -111,7 +112,12 @@ class GkeCluster(pulumi.ComponentResource):
             deletion_protection=cfg.protect,
             resource_labels=cfg.labels,
             # Nodes must be able to write logs and metrics from their first boot.
-            opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect, depends_on=[self.node_role]),
+            # node_config/initial_node_count describe only the default pool, deleted right after creation; the
+            # provider reads node_config back from the API afterwards (the first managed pool's), and its
+            # ForceNew fields would then plan a replacement of the whole cluster (pulumi-gcp #744, #1355).
+            # Google's Fabric modules and terraform-google-modules ignore them the same way.
+            opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect, depends_on=[self.node_role],
+                                        ignore_changes=DEFAULT_POOL_FIELDS),
         )
 
         self.serving_pool = self._pool(cfg, "serving", c.serving, taint=None, location_policy="BALANCED")
@@ -122,6 +128,8 @@ class GkeCluster(pulumi.ComponentResource):
             self.gpu_pool = self._pool(
                 cfg, "gpu", NodePoolConfig(gpu.machine_type, 0, gpu.max_nodes, spot=True), taint=GPU_TAINT,
                 location_policy="ANY",
+                # Not the cluster's zones: an accelerator is offered in some zones of a region only.
+                node_locations=list(gpu.zones) or None,
                 accelerators=[gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
                     type=gpu.accelerator,
                     count=gpu.count,
@@ -145,9 +153,11 @@ class GkeCluster(pulumi.ComponentResource):
         self.provider = k8s.Provider(
             "gke",
             kubeconfig=self.kubeconfig,
-            # Replace the provider (and so every Kubernetes object) only when the cluster itself changes, not
-            # when its kubeconfig does (orbit:controlPlaneDnsAccess switches the server it points at).
-            cluster_identifier=f"{cfg.project}/{cfg.location}/{cfg.name('cluster')}",
+            # Replace the provider (and so every Kubernetes object) exactly when the cluster is replaced, not
+            # when its kubeconfig changes (orbit:controlPlaneDnsAccess switches the server it points at). The
+            # name stays the same across a replacement; the DNS endpoint's host (gke-<cluster uid>-<project
+            # number>...) is new with every cluster and never changes otherwise.
+            cluster_identifier=self.cluster.control_plane_endpoints_config.apply(cluster_identity),
             # A dev cluster deleted out of band must not block `pulumi destroy` of what ran on it.
             delete_unreachable=not cfg.protect,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.serving_pool, self.ci_pool]),
@@ -156,7 +166,8 @@ class GkeCluster(pulumi.ComponentResource):
                                "node_service_account": self.node_account.email})
 
     def _pool(self, cfg: StackConfig, role: str, pool: NodePoolConfig, taint: tuple[str, str] | None,
-              location_policy: str, accelerators: list | None = None) -> gcp.container.NodePool:
+              location_policy: str, accelerators: list | None = None,
+              node_locations: list[str] | None = None) -> gcp.container.NodePool:
         config = _pool_config(cfg, self.node_account.email, role, pool, taint, accelerators)
         return gcp.container.NodePool(
             role,
@@ -164,6 +175,7 @@ class GkeCluster(pulumi.ComponentResource):
             project=cfg.project,
             location=cfg.location,
             cluster=self.cluster.name,
+            node_locations=node_locations,
             # Per zone; the autoscaler then holds the pool within the whole-cluster totals below.
             initial_node_count=1 if pool.min_nodes > 0 else 0,
             autoscaling=gcp.container.NodePoolAutoscalingArgs(
@@ -178,6 +190,15 @@ class GkeCluster(pulumi.ComponentResource):
             node_config=config,
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
         )
+
+
+def cluster_identity(endpoints: Any) -> str:
+    """The cluster's unique DNS endpoint host: a replaced cluster gets a new one, nothing else changes it."""
+    host = field(field(endpoints, "dns_endpoint_config"), "endpoint")
+    if not host:
+        raise pulumi.RunError("the cluster reports no DNS endpoint; GKE gives every cluster one since 2024: "
+                              "check the cluster in the console")
+    return host
 
 
 def _node_settings(cfg: StackConfig, service_account: pulumi.Input[str], machine_type: str, spot: bool,

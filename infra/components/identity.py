@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_gcp as gcp
-import pulumi_random as random
 
 from infra.components.bucket import DataBucket
 from infra.components.cluster import GkeCluster
 from infra.components.registry import ImageRegistry
 from infra.config import RUNNER_KSA, RUNNERS_NAMESPACE, SERVING_KSA, SERVING_NAMESPACE, StackConfig
 
-GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 
 
-def attribute_condition(cfg: StackConfig) -> str:
-    """CEL that admits tokens of this one repository (and, when known, its numeric ID) and nothing else."""
-    condition = f"assertion.repository == '{cfg.github.slug}'"
-    if cfg.github.repository_id:
-        condition += f" && assertion.repository_id == '{cfg.github.repository_id}'"
-    return condition
+def ci_principal(cfg: StackConfig) -> str:
+    """Every workflow of this one repository (the provider's condition admits no other repository)."""
+    return f"principalSet://iam.googleapis.com/{cfg.github.wif_pool}/attribute.repository/{cfg.github.slug}"
 
 
 class Identity(pulumi.ComponentResource):
@@ -38,40 +33,15 @@ class Identity(pulumi.ComponentResource):
         repo = registry.repository
 
         # -- GitHub Actions -> CI service account, through WIF ------------------------------------------
-        # A deleted pool's ID stays reserved for 30 days: a random suffix lets destroy/up cycles work.
-        self.pool_suffix = random.RandomId("github-pool-suffix", byte_length=3, opts=child)
-        self.pool = gcp.iam.WorkloadIdentityPool(
-            "github",
-            project=cfg.project,
-            workload_identity_pool_id=self.pool_suffix.hex.apply(lambda h: cfg.name(f"gh-{h}")),
-            display_name=f"GitHub Actions ({cfg.labels['stack']})"[:32],
-            description=f"OIDC tokens of {cfg.github.slug} workflows",
-            opts=child,
-        )
-        self.provider = gcp.iam.WorkloadIdentityPoolProvider(
-            "github",
-            project=cfg.project,
-            workload_identity_pool_id=self.pool.workload_identity_pool_id,
-            workload_identity_pool_provider_id="github",
-            display_name="GitHub OIDC",
-            attribute_mapping={
-                "google.subject": "assertion.sub",
-                "attribute.repository": "assertion.repository",
-                "attribute.repository_id": "assertion.repository_id",
-                "attribute.repository_owner": "assertion.repository_owner",
-                "attribute.ref": "assertion.ref",
-            },
-            attribute_condition=attribute_condition(cfg),
-            oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_ISSUER),
-            opts=child,
-        )
+        # The pool and its GitHub provider are made by the bootstrap (docs/deploy.md, step 2), not here: a
+        # deleted pool's ID stays reserved for 30 days, so a pool owned by the stack came back under a new ID
+        # after every dev destroy/up, and the deployer's and previewer's bindings and the WIF_PROVIDER
+        # variable, all made once by hand, pointed at a dead pool. Like those, it outlives the stack.
         self.ci_account = gcp.serviceaccount.Account(
             "ci", account_id=cfg.name("ci"), project=cfg.project,
             display_name=f"orbit CI ({cfg.github.slug})", opts=child,
         )
-        self.ci_principal = self.pool.name.apply(
-            lambda pool: f"principalSet://iam.googleapis.com/{pool}/attribute.repository/{cfg.github.slug}"
-        )
+        self.ci_principal = ci_principal(cfg)
         self.ci_federation = gcp.serviceaccount.IAMMember(
             "ci-federation", service_account_id=self.ci_account.name, role=WORKLOAD_IDENTITY_USER,
             member=self.ci_principal, opts=child,
@@ -90,13 +60,13 @@ class Identity(pulumi.ComponentResource):
         # -- Kubernetes service accounts -> Google service accounts (GKE Workload Identity) --------------
         # The identity namespace PROJECT.svc.id.goog exists only once the cluster does.
         after_cluster = pulumi.ResourceOptions(parent=self, depends_on=[cluster.cluster])
+        # No roles: no workflow needs Google from the runner's metadata server (train authenticates through
+        # WIF as the CI account, with an id-token the workflow must ask for). A grant here would hand the
+        # data bucket to every job on the runner, one of a same-repository branch that never asks for a
+        # token included. The account exists so that a deliberate future grant goes to it, not the nodes.
         self.runner_account = gcp.serviceaccount.Account(
             "runner", account_id=cfg.name("runner"), project=cfg.project,
-            display_name="orbit self-hosted runners (data bucket read/write)", opts=child,
-        )
-        self.runner_bucket = gcp.storage.BucketIAMMember(
-            "runner-bucket", bucket=bucket.bucket_name, role="roles/storage.objectAdmin",
-            member=self.runner_account.member, opts=child,
+            display_name="orbit self-hosted runners (no roles)", opts=child,
         )
         self.runner_binding = gcp.serviceaccount.IAMMember(
             "runner-workload-identity", service_account_id=self.runner_account.name,
@@ -115,7 +85,7 @@ class Identity(pulumi.ComponentResource):
             opts=after_cluster,
         )
 
-        self.workload_identity_provider = self.provider.name
+        self.workload_identity_provider = pulumi.Output.from_input(cfg.github.wif_provider)
         self.ci_email = self.ci_account.email
         self.register_outputs({
             "workload_identity_provider": self.workload_identity_provider,

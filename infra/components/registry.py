@@ -9,7 +9,8 @@ from infra.config import StackConfig
 
 
 class ImageRegistry(pulumi.ComponentResource):
-    """Docker repository whose cleanup policies keep the recent images and drop untagged layers."""
+    """Docker repository whose cleanup policies keep the N most recent images (the live one and the rollback
+    targets among them) and delete the rest once old, tagged or not."""
 
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("orbit:registry:ImageRegistry", name, None, opts)
@@ -30,6 +31,15 @@ class ImageRegistry(pulumi.ComponentResource):
                     action="KEEP",
                     most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
                         keep_count=r.keep_count
+                    ),
+                ),
+                # CI tags every build with its commit SHA, so without this nothing tagged is ever deleted and
+                # the repository (and its bill) grows forever. keep-recent above still protects the newest.
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="delete-old",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="ANY", older_than=f"{r.max_age_days * 86400}s"
                     ),
                 ),
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(

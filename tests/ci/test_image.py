@@ -15,10 +15,22 @@ REF = "europe-west1-docker.pkg.dev/my-gcp-project/orbit/planet-classifier:3f2c1a
 BENTOS = [{"tag": "planet_classifier:new"}, {"tag": "planet_classifier:old"}]
 
 
-class Commands:
-    """Records commands; answers `bentoml list`, `manifest inspect` and the rest from a table."""
+DIGEST = "sha256:" + "d1" * 32
 
-    def __init__(self, in_registry: bool = False, bentos: list | None = None, fail: str | None = None):
+
+def descriptor(platform: str = "linux/amd64", digest: str = DIGEST) -> dict:
+    os_, arch = platform.split("/")
+    return {"Descriptor": {"digest": digest, "platform": {"os": os_, "architecture": arch}}}
+
+
+class Commands:
+    """Records commands; answers `bentoml list`, `manifest inspect` and the rest from a table.
+
+    `in_registry`: what `docker manifest inspect --verbose` prints for the tag (None: not there); a push puts
+    a linux/amd64 image there.
+    """
+
+    def __init__(self, in_registry=None, bentos: list | None = None, fail: str | None = None):
         self.in_registry = in_registry
         self.bentos = BENTOS if bentos is None else bentos
         self.fail = fail
@@ -32,9 +44,11 @@ class Commands:
         if words[:2] == ["bentoml", "list"]:
             out = json.dumps(self.bentos)
         elif "inspect" in words:
-            code = 0 if self.in_registry else 1
+            code, out = (1, "") if self.in_registry is None else (0, json.dumps(self.in_registry))
         elif self.fail and words[1] == self.fail:
             code = 1
+        elif words[1] == "push":
+            self.in_registry = descriptor()
         return subprocess.CompletedProcess(cmd, code, out, "")
 
     def verbs(self) -> list[str]:
@@ -45,7 +59,7 @@ def only(*names: str):
     return lambda name: f"/usr/bin/{name}" if name in names else None
 
 
-def test_builds_the_newest_bento_with_docker_and_pushes():
+def test_builds_the_newest_bento_for_amd64_with_docker_pushes_and_reports_the_digest():
     run = Commands()
     assert image.build_and_push(REF, run=run, which=only("docker", "buildah")) == (
         f"pushed {REF} (bento planet_classifier:new)"
@@ -56,20 +70,45 @@ def test_builds_the_newest_bento_with_docker_and_pushes():
         "bentoml containerize planet_classifier:new",
         "docker push " + REF,
     ]
-    assert run.calls[2][-4:] == ["--backend", "docker", "--image-tag", REF]
+    assert image.registry_digest(REF, run=run, which=only("docker")) == DIGEST
+    # GKE's nodes are x86: the platform is explicit, whatever machine builds the image.
+    assert run.calls[2][-6:] == ["--backend", "docker", "--opt", "platform=linux/amd64", "--image-tag", REF]
 
 
 def test_falls_back_to_buildah_without_docker():
     run = Commands()
-    image.build_and_push(REF, bento="planet_classifier:pinned", run=run, which=only("buildah"))
+    run.in_registry = None
+    which = only("buildah", "skopeo")
+
+    def skopeo_aware(cmd, capture):
+        result = run(cmd, capture)
+        if "inspect" in cmd and result.returncode == 0:
+            result.stdout = json.dumps({"Digest": DIGEST, "Os": "linux", "Architecture": "amd64"})
+        return result
+
+    image.build_and_push(REF, bento="planet_classifier:pinned", run=skopeo_aware, which=which)
+    assert image.registry_digest(REF, run=skopeo_aware, which=which) == DIGEST
     assert ["buildah", "push", REF] in run.calls
     assert any(c[1:3] == ["containerize", "planet_classifier:pinned"] for c in run.calls)
 
 
-def test_existing_tag_is_not_rebuilt():
-    run = Commands(in_registry=True)
+def test_an_existing_amd64_tag_is_not_rebuilt_and_its_digest_is_reported():
+    run = Commands(in_registry=descriptor())
     assert "already in the registry" in image.build_and_push(REF, run=run, which=only("docker"))
     assert run.verbs() == ["docker manifest inspect"]
+    assert image.registry_digest(REF, run=run, which=only("docker")) == DIGEST
+
+
+def test_an_index_deploys_the_digest_of_its_amd64_manifest():
+    amd64 = "sha256:" + "a6" * 32
+    run = Commands(in_registry=[descriptor("unknown/unknown"), descriptor("linux/amd64", amd64)])
+    assert image.registry_digest(REF, run=run, which=only("docker")) == amd64
+
+
+def test_an_existing_tag_of_another_platform_is_an_error_not_a_release():
+    run = Commands(in_registry=descriptor("linux/arm64"))
+    with pytest.raises(ImageError, match="built for linux/arm64, not linux/amd64"):
+        image.build_and_push(REF, run=run, which=only("docker"))
 
 
 def test_clear_errors():
@@ -113,6 +152,7 @@ def test_cli_builds_the_reference_from_repository_stack_and_tag(monkeypatch, tmp
     monkeypatch.chdir(stack_file(tmp_path, "config:\n  orbit:serviceImageName: planets\n"))
     built = []
     monkeypatch.setattr(image, "build_and_push", lambda ref, bento, backend: built.append(ref) or "ok")
+    monkeypatch.setattr(image, "registry_digest", lambda ref, backend: DIGEST)
     repository = "europe-west1-docker.pkg.dev/my-gcp-project/orbit"
     assert image.main(["--repository", repository + "/", "--stack", "dev", "--tag", "3f2c1ab"]) == 0
     assert built == [f"{repository}/planets:3f2c1ab"]
@@ -121,3 +161,19 @@ def test_cli_builds_the_reference_from_repository_stack_and_tag(monkeypatch, tmp
     assert "--repository needs --tag" in capsys.readouterr().err
     assert image.main(["--repository", repository, "--stack", "prod", "--tag", "x"]) == 1
     assert "Pulumi.prod.yaml not found" in capsys.readouterr().err
+
+
+def test_cli_writes_the_digest_for_the_release_job(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(image, "build_and_push", lambda ref, bento, backend: "pushed")
+    monkeypatch.setattr(image, "registry_digest", lambda ref, backend: DIGEST)
+    out = tmp_path / "github_output"
+    assert image.main(["--image", REF, "--github-output", str(out)]) == 0
+    assert out.read_text() == f"digest={DIGEST}\n"
+    assert DIGEST in capsys.readouterr().out
+
+
+def test_without_skopeo_a_buildah_build_still_runs_but_no_digest_is_claimed():
+    run = Commands()
+    assert image.build_and_push(REF, run=run, which=only("buildah")).startswith("pushed")
+    with pytest.raises(ImageError, match="not in the registry"):
+        image.registry_digest(REF, run=run, which=only("buildah"))

@@ -185,3 +185,29 @@ def test_cli(tmp_path: Path, capsys):
     assert rollback.main(["target", "--history", str(one), "--failed", "aaa1111"]) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and "no earlier good release" in captured.err
+
+
+def with_digest(entry: dict, digest: str) -> dict:
+    entry["config"]["orbit:serviceImageDigest"] = {"value": digest, "secret": False}
+    return entry
+
+
+def test_rollback_config_redeploys_the_target_by_its_recorded_digest(tmp_path: Path, capsys):
+    good, bad = "sha256:" + "b" * 64, "sha256:" + "c" * 64
+    history = tmp_path / "history.json"
+    entries = [with_digest(update(2, "ccc3333"), bad), with_digest(update(1, "bbb2222"), good)]
+    history.write_text(json.dumps(entries))
+    assert rollback.main(["target", "--history", str(history), "--failed", "ccc3333", "--config"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "orbit:serviceImageTag=bbb2222", f"orbit:serviceImageDigest={good}", "orbit:serviceEnabled=true"]
+    assert rollback.main(["live-config", "--history", str(history)]) == 0
+    assert f"orbit:serviceImageDigest={bad}" in capsys.readouterr().out
+
+
+def test_a_target_without_a_recorded_digest_says_how_to_find_it(tmp_path: Path, capsys):
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps(HISTORY))
+    assert rollback.main(["target", "--history", str(history), "--failed", "ccc3333", "--config"]) == 1
+    assert "gcloud artifacts docker images describe" in capsys.readouterr().err
+    with pytest.raises(HistoryError, match="not an image digest"):
+        parse_history(json.dumps([with_digest(update(1, "aaa1111"), "sha256:short")]))

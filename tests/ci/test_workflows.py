@@ -143,8 +143,13 @@ def test_deploy_rolls_back_only_after_pulumi_up_started():
     gate, up = names.index("Regression gate against the live model"), names.index("pulumi up")
     assert gate < up  # a failed gate ships nothing
     rollback = release["steps"][-1]
-    assert rollback["if"] == "failure() && steps.up.outcome != 'skipped'"
-    assert "ci.rollback target" in rollback["run"] and "ci.smoke" in rollback["run"]
+    # A step timeout or a cancellation after `pulumi up` started rolls back too, not only a failure.
+    assert rollback["if"] == "(failure() || cancelled()) && steps.up.outcome != 'skipped'"
+    steps = {s.get("id"): s for s in release["steps"]}
+    budget = steps["up"]["timeout-minutes"] + steps["smoke"]["timeout-minutes"] + rollback["timeout-minutes"]
+    assert budget < release["timeout-minutes"]
+    for part in ("ci.rollback target", "--config", "ci.smoke"):
+        assert part in rollback["run"], part
     # the message ci.rollback reads back to know which release was bad
     assert ROLLBACK_MESSAGE.format(bad="$TAG", good="$target") in rollback["run"]
 
@@ -159,6 +164,8 @@ def test_each_job_authenticates_as_the_identity_it_needs():
         "test.yml:test": "",
         "test.yml:macos-arm": "",
         "test.yml:linux-arm": "",
+        "deploy.yml:tested": "",
+        "infra.yml:tested": "",
         "train.yml:train": "CI_SERVICE_ACCOUNT",
     }
 
@@ -182,17 +189,22 @@ def test_the_suite_and_the_demo_run_on_apple_silicon_and_arm64_linux():
 def test_deploy_builds_the_image_then_releases_the_tag_the_build_pushed():
     jobs = load("deploy")["jobs"]
     build, release = jobs["build"], jobs["release"]
-    assert set(jobs) == {"build", "release"}
+    assert set(jobs) == {"tested", "build", "release"}
+    assert build["needs"] == "tested"
     build_steps = {s.get("name") or s.get("id") or s["uses"]: s for s in build["steps"]}
     push = build_steps["Build and push the image"]
-    assert build["outputs"] == {"tag": "${{ steps.push.outputs.tag }}"} and push["id"] == "push"
+    assert build["outputs"]["tag"] == "${{ steps.push.outputs.tag }}" and push["id"] == "push"
     assert 'echo "tag=$TAG" >> "$GITHUB_OUTPUT"' in push["run"] and build["env"]["TAG"] == "${{ github.sha }}"
     assert "ci.image --repository" in push["run"]
     assert [s for s in build_steps if "pulumi" in s.lower()] == []
     assert "dvc pull train" in build_steps["Fetch the model that dvc.lock names"]["run"]
     assert build_steps["Build the bento"]["run"] == "make bento"
     assert release["needs"] == "build" and release["env"]["TAG"] == "${{ needs.build.outputs.tag }}"
-    assert "orbit:serviceImageTag=$TAG" in next(s["run"] for s in release["steps"] if s.get("id") == "up")
+    up = next(s["run"] for s in release["steps"] if s.get("id") == "up")
+    assert "orbit:serviceImageTag=$TAG" in up and "orbit:serviceImageDigest=$DIGEST" in up
+    assert "--github-output \"$GITHUB_OUTPUT\"" in push["run"]
+    assert build["outputs"]["digest"] == "${{ steps.push.outputs.digest }}"
+    assert release["env"]["DIGEST"] == "${{ needs.build.outputs.digest }}"
 
 
 def test_the_deployer_only_runs_in_protected_environments():
@@ -320,3 +332,47 @@ def test_the_release_smoke_test_is_scored_against_labelled_images():
         assert words[words.index("--images") + 1] == "data/raw"
         assert int(words[words.index("--per-class") + 1]) >= 3
         assert "--min-accuracy" not in words  # the threshold is gate.min_value of params.yaml
+
+
+def test_deploy_and_infra_up_wait_for_the_tests_of_their_commit():
+    """GitHub has no `needs:` across workflows: the first job polls the test workflow's runs on this SHA."""
+    for workflow, job in (("deploy", "build"), ("infra", "up")):
+        jobs = load(workflow)["jobs"]
+        assert jobs[job]["needs"] == "tested", workflow
+        tested = jobs["tested"]
+        assert tested["permissions"] == {"actions": "read"}
+        assert any('ci.await_tests --workflow test.yml --sha "$GITHUB_SHA"' in s.get("run", "")
+                   for s in tested["steps"])
+    assert (ROOT / ".github" / "workflows" / "test.yml").is_file()
+    assert "push" in load("test")["on"]  # the runs await_tests looks for (event=push)
+
+
+def test_the_build_refuses_a_dvc_lock_older_than_its_pipeline():
+    steps = {s.get("name"): s for s in load("deploy")["jobs"]["build"]["steps"]}
+    names = list(steps)
+    stale = names.index("dvc.lock is up to date with params.yaml and ml/")
+    assert names.index("Fetch the model that dvc.lock names") < stale < names.index("Build the bento")
+    run = steps[names[stale]]["run"].splitlines()
+    assert run == [".venv/bin/dvc pull", ".venv/bin/python -m ci.lock_fresh"]
+
+
+def test_no_step_hides_a_failing_command_inside_echo():
+    """`echo "x=$(cmd)"` succeeds whatever cmd did; run the command on its own line first."""
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            for step in job["steps"]:
+                assert not re.search(r'echo "[^"\n]*\$\(', step.get("run", "")), (path.name, step.get("name"))
+
+
+def test_uploads_of_hidden_paths_include_hidden_files_and_run_on_node24():
+    """upload-artifact leaves out dot-folders by default, silently; v5 and older run on node20."""
+    uploads = [step for path in sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+               for job in yaml.safe_load(path.read_text())["jobs"].values()
+               for step in job["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
+    assert uploads
+    for step in uploads:
+        paths = step["with"]["path"].split()
+        if any(part.startswith(".") for p in paths for part in p.split("/")):
+            assert step["with"].get("include-hidden-files") is True, step["name"]
+        # v6.0.0, `runs.using: node24` in its action.yml
+        assert step["uses"] == "actions/upload-artifact@b7c566a772e6b6bfb58ed0dc250532a479d7789f"

@@ -1,6 +1,7 @@
 """The Pulumi runtime points at orbit's mocks once, before any program code runs.
 
-The whole program runs once per committed stack file (dev, prod) and session, in two states:
+The whole program runs once per fixture stack file (tests/infra/fixtures: frozen copies of the examples)
+and session, in two states:
 `dev_run`/`prod_run` (and `stack_run`, both of them) as CI's deploy runs it, with the model service enabled
 at an image tag; `first_up_run` from the stack file alone, as the very first `pulumi up` sees it. Tests apply
 on the Outputs of what the program built under `@pulumi.runtime.test`; the mocks run with preview=False, so
@@ -13,7 +14,7 @@ import pytest
 
 from infra import mocks
 from infra.mocks import MockRun
-from tests.infra.support import RELEASED
+from tests.infra.support import FIXTURES, RELEASED
 
 MONITOR = mocks.install("dev")
 
@@ -32,12 +33,12 @@ def monitor() -> mocks.RecordingMonitor:
 
 @pytest.fixture(scope="session")
 def dev_run() -> MockRun:
-    return mocks.run(mocks.stack_config("dev", RELEASED))
+    return mocks.run(mocks.stack_config("dev", RELEASED, FIXTURES))
 
 
 @pytest.fixture(scope="session")
 def prod_run() -> MockRun:
-    return mocks.run(mocks.stack_config("prod", RELEASED))
+    return mocks.run(mocks.stack_config("prod", RELEASED, FIXTURES))
 
 
 @pytest.fixture(scope="session", params=STACKS)
@@ -49,7 +50,7 @@ def stack_run(request: pytest.FixtureRequest) -> MockRun:
 @pytest.fixture(scope="session", params=STACKS)
 def first_up_run(request: pytest.FixtureRequest) -> MockRun:
     """Each committed stack file exactly as it is: the first `pulumi up`, before any image exists."""
-    return mocks.run(mocks.stack_config(request.param))
+    return mocks.run(mocks.stack_config(request.param, root=FIXTURES))
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +61,7 @@ def run_with():
     def run(stack: str, overrides: dict) -> MockRun:
         key = (stack, repr(sorted(overrides.items())))
         if key not in cache:
-            cache[key] = mocks.run(mocks.stack_config(stack, {**RELEASED, **overrides}))
+            cache[key] = mocks.run(mocks.stack_config(stack, {**RELEASED, **overrides}, FIXTURES))
         return cache[key]
 
     return run

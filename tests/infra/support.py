@@ -9,11 +9,16 @@ ignore_changes) and the exact inputs the policy pack and the Kubernetes schemas 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pulumi
 
 from infra.mocks import MockRun, reveal
+
+# The tests' own stack files: frozen copies of the examples. The program runs on these, never on the
+# repository's Pulumi.<stack>.yaml, which a user fills with their own project (checked for shape only).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 BUCKET = "gcp:storage/bucket:Bucket"
 REPOSITORY = "gcp:artifactregistry/repository:Repository"
@@ -37,7 +42,9 @@ KSA = "kubernetes:core/v1:ServiceAccount"
 
 # What CI's deploy adds to the committed stack file (`pulumi up --config ...`) once an image is pushed.
 RELEASE_TAG = "3f2c1ab"
-RELEASED = {"orbit:serviceEnabled": True, "orbit:serviceImageTag": RELEASE_TAG}
+RELEASE_DIGEST = "sha256:" + "3f" * 32
+RELEASED = {"orbit:serviceEnabled": True, "orbit:serviceImageTag": RELEASE_TAG,
+            "orbit:serviceImageDigest": RELEASE_DIGEST}
 
 
 def on(check: Callable[..., None], **outputs: Any) -> pulumi.Output:

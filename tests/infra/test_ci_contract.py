@@ -10,6 +10,7 @@ import yaml
 
 from ci import image
 from infra.config import KEYS, REPO_ROOT, parse, read_stack_file
+from tests.infra.support import FIXTURES
 
 SECRET = {"orbit:githubAppPrivateKey": "fake"}  # parse() checks presence only
 
@@ -21,6 +22,7 @@ def test_ci_reads_the_same_key_with_the_same_default_as_infra():
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_ci_pushes_the_image_each_committed_stack_deploys(stack):
+    """On the repository's own stack files, whatever values the user put in them."""
     deployed = parse(read_stack_file(stack), stack, SECRET).service.image_name
     assert image.image_name(stack, REPO_ROOT) == deployed
 
@@ -31,7 +33,7 @@ def test_ci_pushes_the_image_each_committed_stack_deploys(stack):
     ({"serviceImageName": "other"}, "other"),  # Pulumi also accepts the key without the project prefix
 ])
 def test_both_readers_agree_on_a_stack_file(tmp_path, entry, expected):
-    config = {k: v for k, v in read_stack_file("dev").items() if k != image.IMAGE_NAME_KEY}
+    config = {k: v for k, v in read_stack_file("dev", FIXTURES).items() if k != image.IMAGE_NAME_KEY}
     config.update(entry or {})
     (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": config}))
     deployed = parse(read_stack_file("dev", tmp_path), "dev", SECRET).service.image_name

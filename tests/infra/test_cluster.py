@@ -6,7 +6,7 @@ import json
 
 import pulumi
 
-from infra.components.cluster import NODE_ROLE
+from infra.components.cluster import NODE_ROLE, cluster_identity
 from infra.mocks import FAKE_CA, FAKE_DNS_ENDPOINT, FAKE_ENDPOINT
 from tests.infra.support import CLUSTER, NODE_POOL, PROJECT_IAM, on
 
@@ -187,7 +187,11 @@ def test_gpu_pool_only_when_enabled(dev_run, prod_run):
             "gpu_driver_installation_config": {"gpu_driver_version": gpu.driver_version}}]
         assert config["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
 
-    return on(check, config=pool.node_config, autoscaling=pool.autoscaling)
+    def zones(locations):
+        assert locations == ["europe-west1-b", "europe-west1-c"] == list(gpu.zones)
+
+    return pulumi.Output.all(on(check, config=pool.node_config, autoscaling=pool.autoscaling),
+                             on(zones, locations=pool.node_locations))
 
 
 # Provider options (depends_on, delete_unreachable is an input of the provider resource) and the provider a
@@ -198,7 +202,26 @@ def test_provider_waits_for_the_node_pools_and_follows_the_cluster(stack_run):
     assert pools <= set(provider.dependencies)
     assert provider.inputs["deleteUnreachable"] == str(not stack_run.config.protect).lower()
     cfg = stack_run.config
-    assert provider.inputs["clusterIdentifier"] == f"{cfg.project}/{cfg.location}/orbit-cluster"
+    assert cfg.name("cluster") not in provider.inputs["clusterIdentifier"]
+    assert provider.inputs["clusterIdentifier"] == FAKE_DNS_ENDPOINT
+
+
+def test_the_provider_identity_is_new_with_a_new_cluster_and_only_then():
+    """Same name, new cluster (a replacement): the unique DNS host differs, so Kubernetes objects follow."""
+    old = {"dns_endpoint_config": {"endpoint": FAKE_DNS_ENDPOINT, "allow_external_traffic": True}}
+    new = {"dns_endpoint_config": {"endpoint": FAKE_DNS_ENDPOINT.replace("0123", "4567"),
+                                   "allow_external_traffic": True}}
+    off = {"dns_endpoint_config": {"endpoint": FAKE_DNS_ENDPOINT, "allow_external_traffic": False}}
+    assert cluster_identity(old) != cluster_identity(new)
+    assert cluster_identity(old) == cluster_identity(off)  # switching access is no new cluster
+
+
+def test_the_default_pool_fields_never_plan_a_cluster_replacement(stack_run):
+    """pulumi-gcp #744/#1355: node_config read back after the default pool is removed would force a new
+    cluster on a later `up`."""
+    cluster = stack_run.one(CLUSTER)
+    assert cluster.inputs["removeDefaultNodePool"] is True
+    assert {"nodeConfig", "initialNodeCount"} <= set(cluster.ignore_changes)
 
 
 def test_every_kubernetes_resource_uses_the_cluster_provider(stack_run):

@@ -12,13 +12,14 @@ from pulumi.runtime import config as runtime_config
 
 from infra import config, mocks
 from infra.config import KEYS, ConfigError, cpu_millis, memory_bytes, parse, read_stack_file
+from tests.infra.support import FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = {"orbit:githubAppPrivateKey": "fake"}  # parse() checks presence only; the value is never read
 
 
 def dev_values(**changes) -> dict:
-    values = read_stack_file("dev")
+    values = read_stack_file("dev", FIXTURES)
     for key, value in changes.items():
         key = key.replace("__", ":")
         if value is None:
@@ -35,7 +36,7 @@ def problems(values: dict, stack: str = "dev", secrets: dict | None = None) -> C
 
 
 def test_dev_stack_file_is_cheap_and_destroyable():
-    cfg = parse(read_stack_file("dev"), "dev", SECRET)
+    cfg = parse(read_stack_file("dev", FIXTURES), "dev", SECRET)
     assert cfg.project == "my-gcp-project"
     assert not cfg.cluster.regional and cfg.location == "europe-west1-b"
     assert cfg.protect is False and cfg.bucket.force_destroy is True
@@ -47,8 +48,8 @@ def test_dev_stack_file_is_cheap_and_destroyable():
 
 
 def test_prod_stack_file_is_protected_and_larger():
-    cfg = parse(read_stack_file("prod"), "prod", SECRET)
-    dev = parse(read_stack_file("dev"), "dev", SECRET)
+    cfg = parse(read_stack_file("prod", FIXTURES), "prod", SECRET)
+    dev = parse(read_stack_file("dev", FIXTURES), "dev", SECRET)
     assert cfg.cluster.regional and cfg.location == "europe-west1" and cfg.zone is None
     assert cfg.protect is True and cfg.bucket.force_destroy is False
     assert cfg.cluster.gpu.enabled and cfg.cluster.gpu.accelerator == "nvidia-l4"
@@ -64,18 +65,19 @@ def test_prod_stack_file_is_protected_and_larger():
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_committed_stacks_make_the_first_up_without_the_service(stack):
     """No image exists before the first `up`: the files carry no tag and the service is off by default."""
-    values = read_stack_file(stack)
+    values = read_stack_file(stack, FIXTURES)
     assert "orbit:serviceImageTag" not in values and "orbit:serviceEnabled" not in values
     cfg = parse(values, stack, SECRET)
-    assert cfg.service.enabled is False and cfg.service.image_tag is None
-    assert KEYS["orbit:serviceEnabled"].default is False
+    # Unset: keep what is live (infra/live.py), which before the first deploy is nothing.
+    assert cfg.service.enabled is None and cfg.service.image_tag is None
+    assert KEYS["orbit:serviceEnabled"].default is None
 
 
 def test_dev_control_plane_admits_no_ip_address_and_says_so():
     """Dev states its control-plane access explicitly: the IAM-checked DNS endpoint, no CIDR at the IP one."""
-    values = read_stack_file("dev")
+    values = read_stack_file("dev", FIXTURES)
     assert values["orbit:controlPlaneDnsAccess"] is True and values["orbit:masterAuthorizedNetworks"] == []
-    assert "DNS endpoint" in (REPO / "Pulumi.dev.yaml").read_text()
+    assert "DNS endpoint" in (FIXTURES / "Pulumi.dev.yaml").read_text()
 
 
 def test_the_service_needs_a_tag_only_once_enabled():
@@ -84,13 +86,25 @@ def test_the_service_needs_a_tag_only_once_enabled():
     message = str(error)
     assert "needed while orbit:serviceEnabled is true" in message
     assert "fix: pulumi config set orbit:serviceImageTag 3f2c1ab" in message
-    enabled = parse(dev_values(orbit__serviceEnabled=True, orbit__serviceImageTag="3f2c1ab"), "dev", SECRET)
+    digest = "sha256:" + "ab" * 32
+    enabled = parse(dev_values(orbit__serviceEnabled=True, orbit__serviceImageTag="3f2c1ab",
+                               orbit__serviceImageDigest=digest), "dev", SECRET)
     assert enabled.service.enabled is True and enabled.service.image_tag == "3f2c1ab"
+    assert enabled.service.image_digest == digest
+
+
+def test_a_tag_needs_its_digest_and_a_digest_its_tag():
+    error = problems(dev_values(orbit__serviceImageTag="3f2c1ab"))
+    assert error.keys == ["orbit:serviceImageDigest"] and "ci.image" in str(error)
+    error = problems(dev_values(orbit__serviceImageDigest="sha256:" + "ab" * 32))
+    assert error.keys == ["orbit:serviceImageDigest"] and "set both" in str(error)
+    error = problems(dev_values(orbit__serviceImageTag="3f2c1ab", orbit__serviceImageDigest="sha256:abc"))
+    assert error.keys == ["orbit:serviceImageDigest"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_stack_files_hold_no_plain_secrets_and_no_real_looking_ids(stack):
-    text = (REPO / f"Pulumi.{stack}.yaml").read_text()
+    text = (FIXTURES / f"Pulumi.{stack}.yaml").read_text()
     assert "PRIVATE KEY" not in text
     assert "placeholder" in text.lower()
     assert re.search(r"gcp:project: my-gcp-project", text)
@@ -99,6 +113,7 @@ def test_stack_files_hold_no_plain_secrets_and_no_real_looking_ids(stack):
 def test_defaults_fill_everything_not_set():
     minimal = {"gcp:project": "my-gcp-project", "gcp:region": "us-central1", "gcp:zone": "us-central1-f",
                "orbit:githubOwner": "octo-org", "orbit:githubRepo": "orbit",
+               "orbit:workloadIdentityProvider": KEYS["orbit:workloadIdentityProvider"].example,
                "orbit:runnersEnabled": False}
     cfg = parse(minimal, "dev", {})
     assert cfg.name_prefix == "orbit"
@@ -108,13 +123,13 @@ def test_defaults_fill_everything_not_set():
     assert cfg.service.type == "ClusterIP" and cfg.edge.access == "internal"
     assert cfg.runners.chart_version == KEYS["orbit:arcChartVersion"].default
     assert cfg.runners.private_key is None
-    assert cfg.service.enabled is False and cfg.service.image_tag is None
+    assert cfg.service.enabled is None and cfg.service.image_tag is None
     assert cfg.cluster.dns_access is True and cfg.cluster.authorized_networks == ()
 
 
 def test_engine_strings_parse_like_yaml_values():
     """The engine hands every value over as a string (objects as JSON); the result must not differ."""
-    native = read_stack_file("prod")
+    native = read_stack_file("prod", FIXTURES)
     as_strings = {k: json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool)
                   else str(v) for k, v in native.items()}
     assert parse(as_strings, "prod", SECRET) == parse(native, "prod", SECRET)
@@ -131,7 +146,7 @@ def test_missing_required_key_names_it_and_its_fix(key):
 
 
 def test_missing_private_key_asks_for_a_secret():
-    error = problems(read_stack_file("dev"), secrets={})
+    error = problems(read_stack_file("dev", FIXTURES), secrets={})
     assert error.keys == ["orbit:githubAppPrivateKey"]
     assert "pulumi config set --secret orbit:githubAppPrivateKey < " in str(error)
 
@@ -180,6 +195,13 @@ def test_zonal_cluster_needs_a_zone_of_its_region():
          "cannot carry nvidia-l4"),
         ({"orbit__gpuType": "nvidia-gtx-1080"}, "orbit:gpuType", "is not one of"),
         ({"orbit__gpuCount": 3}, "orbit:gpuCount", "use 1, 2, 4 or 8"),
+        ({"orbit__gpuEnabled": True, "orbit__gpuType": "nvidia-l4", "orbit__gpuMachineType": "g2-standard-8",
+          "orbit__gpuCount": 2}, "orbit:gpuCount", "comes with exactly 1 GPU(s), not 2"),
+        ({"orbit__gpuEnabled": True, "orbit__gpuType": "nvidia-tesla-a100",
+          "orbit__gpuMachineType": "a2-highgpu-2g"}, "orbit:gpuCount", "comes with exactly 2 GPU(s), not 1"),
+        ({"orbit__gpuEnabled": True, "orbit__gpuType": "nvidia-l4", "orbit__gpuMachineType": "g2-standard-8",
+          "orbit__regionalCluster": True, "gcp__zone": None}, "orbit:gpuZones", "offer"),
+        ({"orbit__gpuZones": ["us-east1-b"]}, "orbit:gpuZones", "is not a zone of region"),
         ({"orbit__releaseChannel": "NIGHTLY"}, "orbit:releaseChannel", "is not one of"),
         ({"orbit__protect": "yes"}, "orbit:protect", "is not true or false"),
         ({"orbit__masterAuthorizedNetworks": ["10.0.0.1/8"]}, "orbit:masterAuthorizedNetworks",
@@ -222,7 +244,8 @@ def test_invalid_value_is_named_with_its_fix(change, key, fragment):
 
 
 def test_every_problem_is_reported_at_once():
-    error = problems(dev_values(gcp__project=None, orbit__serviceImageTag="latest", orbit__gpuCount=3))
+    error = problems(dev_values(gcp__project=None, orbit__serviceImageTag="latest", orbit__gpuCount=3,
+                                orbit__serviceImageDigest="sha256:" + "ab" * 32))
     assert {"gcp:project", "orbit:serviceImageTag", "orbit:gpuCount"} <= set(error.keys)
     assert str(error).startswith("stack 'dev': 3 config problem(s):")
 
@@ -243,7 +266,7 @@ def test_fix_commands_match_the_kind_of_value():
 
 def test_every_example_value_is_itself_valid():
     """The value each fix command suggests must pass validation, or the error message misleads."""
-    values = read_stack_file("dev")
+    values = read_stack_file("dev", FIXTURES)
     for key, spec in KEYS.items():
         if spec.secret or key == "gcp:zone":
             continue
@@ -263,8 +286,9 @@ def test_every_example_value_is_itself_valid():
             trial.update({"orbit:budgetAmount": 50, "orbit:billingAccount": "012345-6789AB-CDEF01"})
         if key == "orbit:serviceSourceRanges":
             trial["orbit:serviceType"] = "LoadBalancer"
-        if key == "orbit:serviceEnabled":
+        if key in ("orbit:serviceEnabled", "orbit:serviceImageTag", "orbit:serviceImageDigest"):
             trial["orbit:serviceImageTag"] = KEYS["orbit:serviceImageTag"].example
+            trial["orbit:serviceImageDigest"] = KEYS["orbit:serviceImageDigest"].example
         if key in ("orbit:serviceCpuRequest", "orbit:serviceMemoryRequest"):
             trial.update({"orbit:serviceCpuLimit": "4", "orbit:serviceMemoryLimit": "8Gi"})
         parse(trial, "dev", SECRET)
@@ -292,14 +316,15 @@ def test_missing_stack_file_says_how_to_create_it(tmp_path):
 def test_from_pulumi_reads_the_engine_config_and_keeps_the_key_secret():
     """`pulumi up` hands config over in the runtime's config map; the private key stays an Output secret."""
     values = {k: json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool)
-              else str(v) for k, v in read_stack_file("dev").items()}
+              else str(v) for k, v in read_stack_file("dev", FIXTURES).items()}
     values["orbit:githubAppPrivateKey"] = mocks.FAKE_PRIVATE_KEY
     token = runtime_config.CONFIG.set(values)
     try:
         cfg = config.from_pulumi()
     finally:
         runtime_config.CONFIG.reset(token)
-    assert cfg == parse(read_stack_file("dev"), "dev", {"orbit:githubAppPrivateKey": cfg.runners.private_key})
+    secrets = {"orbit:githubAppPrivateKey": cfg.runners.private_key}
+    assert cfg == parse(read_stack_file("dev", FIXTURES), "dev", secrets)
     key = cfg.runners.private_key
     assert isinstance(key, pulumi.Output)
 
@@ -312,7 +337,7 @@ def test_from_pulumi_reads_the_engine_config_and_keeps_the_key_secret():
 
 
 def test_from_pulumi_reports_misspelt_keys_from_the_engine():
-    values = {**{k: str(v) for k, v in read_stack_file("dev").items() if not isinstance(v, dict)},
+    values = {**{k: str(v) for k, v in read_stack_file("dev", FIXTURES).items() if not isinstance(v, dict)},
               "orbit:serviceImagTag": "x"}
     token = runtime_config.CONFIG.set(values)
     try:
@@ -323,7 +348,7 @@ def test_from_pulumi_reports_misspelt_keys_from_the_engine():
 
 
 def test_from_pulumi_reports_a_list_key_set_to_a_plain_string():
-    values = {**{k: str(v) for k, v in read_stack_file("dev").items() if not isinstance(v, dict)},
+    values = {**{k: str(v) for k, v in read_stack_file("dev", FIXTURES).items() if not isinstance(v, dict)},
               "orbit:masterAuthorizedNetworks": "203.0.113.0/24"}
     token = runtime_config.CONFIG.set(values)
     try:
@@ -333,3 +358,22 @@ def test_from_pulumi_reports_a_list_key_set_to_a_plain_string():
         runtime_config.CONFIG.reset(token)
     assert info.value.keys == ["orbit:masterAuthorizedNetworks", "orbit:githubAppPrivateKey"]
     assert "pulumi config set --path 'orbit:masterAuthorizedNetworks[0]'" in str(info.value)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_repositorys_stack_files_have_the_right_shape(stack):
+    """The user's own Pulumi.<stack>.yaml: whatever project and owner it names, it validates and keeps its
+    secrets encrypted. Its values are the user's; the program's behaviour is tested on the fixtures."""
+    values = read_stack_file(stack)
+    secret = [v for k, v in values.items() if k in KEYS and KEYS[k].secret]
+    assert all(isinstance(v, dict) and "secure" in v for v in secret)
+    assert "PRIVATE KEY" not in config.stack_file(stack).read_text()
+    parse(values, stack, SECRET)  # raises ConfigError naming each bad key
+
+
+def test_fixtures_are_the_examples_the_docs_show():
+    """The fixtures started as copies of the examples; they keep the documented placeholders."""
+    for stack in ("dev", "prod"):
+        fixture = read_stack_file(stack, FIXTURES)
+        assert fixture["gcp:project"].startswith("my-gcp-project")
+        assert fixture["orbit:githubOwner"] == "my-github-org"

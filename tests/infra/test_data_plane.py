@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pulumi
+import pytest
 
 from infra.components.apis import BASE_APIS, BUDGET_API, EDGE_APIS
 from infra.components.cluster import field
+from infra.config import ROLLBACK_DEPTH
 from tests.infra.support import API, BUCKET, REPOSITORY, on
 
 
@@ -102,6 +104,12 @@ def test_registry_is_docker_with_cleanup_policies(stack_run):
         policies = {p["id"]: p for p in cleanup}
         assert policies["keep-recent"]["action"] == "KEEP"
         assert policies["keep-recent"]["most_recent_versions"]["keep_count"] == cfg.registry.keep_count
+        # Tagged images too (CI tags every build): deleted once old, the most recent N kept (KEEP wins).
+        assert policies["delete-old"]["action"] == "DELETE"
+        assert policies["delete-old"]["condition"] == {
+            "tag_state": "ANY", "older_than": f"{cfg.registry.max_age_days * 86400}s"}
+        assert policies["keep-recent"]["action"] == "KEEP"
+        assert cfg.registry.keep_count > ROLLBACK_DEPTH
         assert policies["delete-untagged"]["action"] == "DELETE"
         assert policies["delete-untagged"]["condition"] == {
             "tag_state": "UNTAGGED", "older_than": f"{cfg.registry.untagged_days * 86400}s"}
@@ -141,3 +149,23 @@ def test_network_is_custom_mode_with_nat_for_private_nodes(stack_run):
               google_access=subnet.private_ip_google_access, region=subnet.region,
               ranges=subnet.secondary_ip_ranges, nat_ranges=nat.source_subnetwork_ip_ranges_to_nat,
               router=nat.router, log=nat.log_config)
+
+
+def test_dvc_verifies_every_object_it_pulls():
+    """A tampered object in the bucket must fail `dvc pull`, not reach training or a release."""
+    import configparser
+    from pathlib import Path
+
+    parser = configparser.ConfigParser()
+    parser.read(Path(__file__).resolve().parents[2] / ".dvc" / "config")
+    assert parser.getboolean("'remote \"storage\"'", "verify") is True
+
+
+def test_the_registry_never_keeps_fewer_images_than_a_rollback_needs():
+    from infra.config import ConfigError, parse, read_stack_file
+    from tests.infra.support import FIXTURES
+
+    values = {**read_stack_file("dev", FIXTURES), "orbit:registryKeepCount": ROLLBACK_DEPTH}
+    with pytest.raises(ConfigError) as info:
+        parse(values, "dev", {"orbit:githubAppPrivateKey": "fake"})
+    assert info.value.keys == ["orbit:registryKeepCount"]

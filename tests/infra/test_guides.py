@@ -34,18 +34,20 @@ def wif_bindings(account: str) -> list[str]:
 
 
 def test_the_deployer_is_bound_only_to_the_production_environment():
+    # On the mapped `environment` claim, not `sub` (GitHub's immutable sub appends owner and repository IDs).
     assert wif_bindings("$DEPLOYER") == [
-        "principal://iam.googleapis.com/$POOL/subject/repo:$REPO:environment:$DEPLOY_ENVIRONMENT"]
+        "principalSet://iam.googleapis.com/$POOL/attribute.environment/$DEPLOY_ENVIRONMENT"]
 
 
 def test_previews_run_as_a_read_only_identity_bound_to_the_preview_environment():
     assert wif_bindings("$PREVIEWER") == [
-        "principal://iam.googleapis.com/$POOL/subject/repo:$REPO:environment:$PREVIEW_ENVIRONMENT"]
+        "principalSet://iam.googleapis.com/$POOL/attribute.environment/$PREVIEW_ENVIRONMENT"]
     assert 'gh variable set PREVIEW_SERVICE_ACCOUNT  --body "$PREVIEWER"' in DEPLOY
     code = commands(section(DEPLOY, "### Who may run `pulumi preview`"))
     assert "PREVIEWER=orbit-previewer@$PROJECT.iam.gserviceaccount.com" in code
     loop = re.search(r"for role in (.*?); do", code, re.S).group(1).split()
-    roles = {f"roles/{r}" for r in loop} | set(re.findall(r"--role (roles/[A-Za-z.]+)", code))
+    granted = re.sub(r"gcloud iam service-accounts add-iam-policy-binding [^\n]*\n", "", code)
+    roles = {f"roles/{r}" for r in loop} | set(re.findall(r"--role (roles/[A-Za-z.]+)", granted))
     needed = {"roles/storage.objectViewer", "roles/cloudkms.cryptoKeyDecrypter", "roles/iam.securityReviewer"}
     assert needed <= roles
     # Read-only: no basic role, nothing that creates, writes, administers or encrypts.
@@ -73,10 +75,13 @@ def test_the_guide_says_to_commit_the_stack_file_and_why_that_is_safe():
 
 def test_the_first_up_runs_without_the_service_and_ci_enables_it():
     block = section(DEPLOY, "## 4. Stack and configuration")
-    assert "pulumi config set orbit:serviceEnabled" not in block  # the default already is false
+    assert "pulumi config set orbit:serviceEnabled" not in block  # unset: keep what is live
     up = section(DEPLOY, "## 5. `pulumi up`")
     assert "creates everything but the model service" in up
-    assert "--config orbit:serviceEnabled=true --config\norbit:serviceImageTag=<commit SHA>" in up
+    flat = " ".join(up.split())
+    assert ("--config orbit:serviceEnabled=true --config orbit:serviceImageTag=<commit SHA> "
+            "--config orbit:serviceImageDigest=<digest>") in flat
+    assert "`--config orbit:serviceEnabled=false` removes the service" in flat
 
 
 def test_infra_guide_explains_control_plane_access_and_the_gpu_caveat():

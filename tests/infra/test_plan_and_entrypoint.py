@@ -14,6 +14,7 @@ from pulumi.runtime import config as runtime_config
 from infra import mocks, plan
 from infra.config import read_stack_file
 from infra.program import OUTPUT_NAMES
+from tests.infra.support import FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,7 @@ def test_plan_says_it_is_not_a_preview_and_lists_every_resource(dev_run):
     assert f"Summary: {len(dev_run.resources)} resources" in text
     assert "0 protected" in text
     assert "publicAccessPrevention: enforced" in text
-    assert "attributeCondition: assertion.repository == 'my-github-org/orbit'" in text
+    assert "member: principalSet://iam.googleapis.com/projects/123456789012/locations/global/" in text
     assert "kubeconfig: [secret]" in text
     assert "PRIVATE KEY" not in text
 
@@ -62,7 +63,7 @@ def test_entrypoint_exports_every_output_from_engine_config(monkeypatch):
     """Runs infra/__main__.py as the first `pulumi up` would: the committed file's config from the engine
     (no image tag, service off), outputs exported."""
     values = {k: json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool)
-              else str(v) for k, v in read_stack_file("dev").items()}
+              else str(v) for k, v in read_stack_file("dev", FIXTURES).items()}
     values["orbit:githubAppPrivateKey"] = mocks.FAKE_PRIVATE_KEY
     exported: dict = {}
     monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
@@ -83,7 +84,7 @@ def test_entrypoint_exports_every_output_from_engine_config(monkeypatch):
 
 def test_entrypoint_reports_config_problems_without_a_stack_trace():
     """A ConfigError becomes pulumi.RunError, which the engine prints as a plain message."""
-    values = {k: str(v) for k, v in read_stack_file("dev").items() if not isinstance(v, dict)}
+    values = {k: str(v) for k, v in read_stack_file("dev", FIXTURES).items() if not isinstance(v, dict)}
     values.pop("orbit:githubRepo")
     token = runtime_config.CONFIG.set(values)
     try:

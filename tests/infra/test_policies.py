@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import select
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 from infra.policy.rules import (
@@ -610,13 +613,25 @@ def test_deploy_guide_names_every_config_key_and_real_outputs() -> None:
     assert used and all(f"`{name}`" in outputs for name in used)
 
 
-def test_pack_files_pin_what_the_cli_installs() -> None:
-    requirements = (PACK_DIR / "requirements.txt").read_text().split()
-    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
-    for pin in ("pulumi==", "pulumi-policy=="):
-        [line] = [r for r in requirements if r.startswith(pin)]
-        assert f'"{line}"' in pyproject, f"{line} differs from pyproject.toml"
-    assert "name: python" in (PACK_DIR / "PulumiPolicy.yaml").read_text()
+def test_pack_runs_in_the_environment_setup_infra_builds() -> None:
+    """The CLI installs nothing for a local pack: its virtualenv must be .venv-infra, which exists."""
+    options = yaml.safe_load((PACK_DIR / "PulumiPolicy.yaml").read_text())["runtime"]["options"]
+    # normpath, not resolve: .venv-infra may be a link, and the CLI joins the paths as text.
+    assert Path(os.path.normpath(PACK_DIR / options["virtualenv"])) == REPO_ROOT / ".venv-infra"
+    assert options["toolchain"] == "pip"
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["runtime"]["options"]
+    assert Path(os.path.normpath(REPO_ROOT / project["virtualenv"])) == REPO_ROOT / ".venv-infra"
+    assert not (PACK_DIR / "requirements.txt").exists(), "a second pin list would drift"
+
+
+def test_requirements_file_is_the_infra_extra() -> None:
+    """`pulumi install`/`pulumi up` on a fresh clone install requirements.txt into .venv-infra."""
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    expected = set(pyproject["optional-dependencies"]["infra"])
+    expected |= {pin for pin in pyproject["dependencies"] if pin.startswith("pyyaml==")}
+    lines = (REPO_ROOT / "requirements.txt").read_text().splitlines()
+    pins = {line for line in lines if line and not line.startswith("#")}
+    assert pins == expected, f"requirements.txt must list exactly: {sorted(expected)}"
 
 
 @pytest.mark.slow

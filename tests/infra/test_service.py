@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.config import BENTOML_UID
+from infra import mocks
+from infra.config import SERVING_UID
 from infra.mocks import FAKE_LB_IP
-from tests.infra.support import DEPLOYMENT, RELEASE_TAG, on
+from tests.infra.support import DEPLOYMENT, FIXTURES, RELEASE_DIGEST, RELEASE_TAG, on
 
 
 def pod(spec) -> dict:
@@ -19,12 +20,13 @@ def container(spec) -> dict:
 
 
 @pulumi.runtime.test
-def test_image_is_the_registry_image_at_the_released_tag(stack_run):
+def test_image_is_the_registry_image_at_the_released_digest(stack_run):
     service = stack_run.platform.service
     assert stack_run.config.service.image_tag == RELEASE_TAG
 
     def check(spec, image, registry_path):
-        assert image == f"{registry_path}/planet-classifier:{RELEASE_TAG}"
+        # Pulled by digest (the tag is kept for people and the release history): a moved tag changes nothing.
+        assert image == f"{registry_path}/planet-classifier:{RELEASE_TAG}@{RELEASE_DIGEST}"
         assert container(spec)["image"] == image and not image.endswith(":latest")
         assert stack_run.outputs["service_image"] == image
 
@@ -62,7 +64,9 @@ def test_pod_runs_non_root_on_a_read_only_root_filesystem(stack_run):
     def check(spec):
         p, c = pod(spec), container(spec)
         assert p["security_context"]["run_as_non_root"] is True
-        assert p["security_context"]["run_as_user"] == BENTOML_UID
+        # checkov CKV_K8S_40: a UID of 10000 or more, and the group the in-memory /tmp is writable for.
+        assert p["security_context"]["run_as_user"] == SERVING_UID >= 10000
+        assert p["security_context"]["fs_group"] == p["security_context"]["run_as_group"] == SERVING_UID
         assert p["security_context"]["seccomp_profile"] == {"type": "RuntimeDefault"}
         assert c["security_context"] == {"allow_privilege_escalation": False,
                                          "read_only_root_filesystem": True, "run_as_non_root": True,
@@ -171,7 +175,7 @@ def test_a_load_balancer_of_an_internal_stack_stays_in_the_vpc(run_with):
 @pulumi.runtime.test
 def test_the_first_up_has_no_service_and_empty_service_outputs(first_up_run):
     """The committed stack files carry no image tag: the first `up` creates everything but the service."""
-    assert first_up_run.config.service.enabled is False and first_up_run.config.service.image_tag is None
+    assert first_up_run.config.service.enabled is None and first_up_run.config.service.image_tag is None
     assert first_up_run.platform.service is None
     assert not first_up_run.of_type(DEPLOYMENT)
 
@@ -189,3 +193,62 @@ def test_nobody_gets_kubernetes_rbac_from_the_service(stack_run):
     """
     rbac = [(r.type, r.name) for r in stack_run.registrations if ":rbac.authorization.k8s.io/" in r.type]
     assert rbac == []
+
+
+LIVE_IMAGE = ("europe-west1-docker.pkg.dev/my-gcp-project/orbit-images/planet-classifier:0ld7a9@sha256:"
+              + "ab" * 32)
+
+
+def plain_up(stack: str, live: dict, **overrides) -> mocks.MockRun:
+    """`pulumi up` as a person runs it: the stack file only, after updates that left `live` as outputs."""
+    return mocks.run(mocks.stack_config(stack, overrides, FIXTURES), live=live)
+
+
+@pulumi.runtime.test
+def test_a_plain_up_keeps_the_live_service_and_its_image():
+    """No tag on the command line: the image the last update served stays, never removed or downgraded."""
+    run = plain_up("dev", {"service_image": LIVE_IMAGE, "service_url": "http://198.51.100.7"})
+    assert run.platform.service is not None
+
+    def check(spec, image):
+        assert image == LIVE_IMAGE
+        assert container(spec)["image"] == LIVE_IMAGE
+        assert run.outputs["service_image"] == LIVE_IMAGE  # the next plain `up` finds it again
+
+    return on(check, spec=run.platform.service.deployment.spec, image=run.platform.service.image)
+
+
+def test_the_first_plain_up_creates_no_service():
+    run = plain_up("dev", {})
+    assert run.platform.service is None and run.outputs["service_image"] == ""
+    run = plain_up("dev", {"service_image": ""})  # an update that served nothing
+    assert run.platform.service is None
+
+
+def test_only_an_explicit_false_removes_the_live_service():
+    run = plain_up("dev", {"service_image": LIVE_IMAGE}, **{"orbit:serviceEnabled": False})
+    assert run.platform.service is None
+
+
+@pulumi.runtime.test
+def test_a_released_tag_replaces_the_live_image():
+    run = mocks.run(mocks.stack_config("dev", {"orbit:serviceImageTag": "new1234",
+                                               "orbit:serviceImageDigest": RELEASE_DIGEST}, FIXTURES),
+                    live={"service_image": LIVE_IMAGE})
+
+    def check(image):
+        assert image.endswith(f"/planet-classifier:new1234@{RELEASE_DIGEST}")
+
+    return on(check, image=run.platform.service.image)
+
+
+@pulumi.runtime.test
+def test_the_autoscaler_scales_up_at_once_and_down_slowly(stack_run):
+    """Pods of the onnxruntime image serve about a second after they start: no scale-up window."""
+    def check(spec):
+        up, down = spec["behavior"]["scale_up"], spec["behavior"]["scale_down"]
+        assert up["stabilization_window_seconds"] == 0 and up["select_policy"] == "Max"
+        assert {(p["type"], p["value"]) for p in up["policies"]} == {("Percent", 100), ("Pods", 4)}
+        assert down["stabilization_window_seconds"] == 300
+
+    return on(check, spec=stack_run.platform.service.autoscaler.spec)
