@@ -150,12 +150,18 @@ def render(run: Any) -> str:
     return "\n".join(lines)
 
 
+#: A release needs a digest (CI's deploy pulls by digest); a plan has built no image, so it renders a stand-in.
+PLAN_DIGEST = "sha256:" + "0" * 64
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="dev",
                         help="stack whose Pulumi.<stack>.yaml to render (default: dev)")
     parser.add_argument("--image-tag", help="render a release of this image tag, as CI's deploy runs it "
                         "(default: the stack file alone, i.e. the first `pulumi up`, without the service)")
+    parser.add_argument("--image-digest", default=PLAN_DIGEST,
+                        help="digest of that image (default: a stand-in, since a plan pushes nothing)")
     args = parser.parse_args(argv)
 
     from infra import mocks
@@ -165,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         mocks.install(args.stack)
-        release = {"orbit:serviceEnabled": True, "orbit:serviceImageTag": args.image_tag}
+        release = {"orbit:serviceEnabled": True, "orbit:serviceImageTag": args.image_tag,
+                   "orbit:serviceImageDigest": args.image_digest}
         cfg = mocks.stack_config(args.stack, release if args.image_tag else None)
         run = mocks.run(cfg)
     except FileNotFoundError as err:
