@@ -1,6 +1,7 @@
 """Load test of the real server against a guide-style baseline and against the in-process limit.
 
     make bench-serve          (python bench/bench_serve.py [--seconds 8] [--levels 1,16,64])
+    python bench/bench_serve.py --keras-checkout DIR   (also the TensorFlow service of an older checkout)
 
 Starts `bentoml serve` on a free loopback port for our service (the exported model on onnxruntime) and for
 `bench/baseline_service.py` (the guide's style: Keras, one `model.predict` per request), sends real images
@@ -40,6 +41,7 @@ from ml.bundle import KERAS_FILE, META_FILE, ONNX_FILE  # noqa: E402
 REAL_DATA = Path(os.environ.get("ORBIT_REAL_DATA", REPO_ROOT.parent / "shared" / "data" / "planets" / "raw"))
 OURS = "serving.service:PlanetClassifier"
 BASELINE = "bench.baseline_service:GuideStyleClassifier"
+EMPTY = "bench.empty_service:EmptyService"
 BOUNDARY = "orbit-bench-boundary"
 #: issue 9's targets. Throughput: the TensorFlow server's c=16 and c=64 figures (docs/serving.md, 2026-11-27);
 #: memory: a third of its 680 MB worker; ready: a third of the guide-style baseline's, in the same run.
@@ -188,10 +190,11 @@ def bench_server(
     seconds: float,
     max_requests: int,
     workdir: Path,
+    cwd: Path = REPO_ROOT,
 ) -> ServerResult:
-    log(f"==> {name}: starting {target}")
-    with running_server(target, cwd=REPO_ROOT, env=env, log_path=workdir / f"{name}.log",
-                        ready_timeout=120) as server:
+    log(f"==> {name}: starting {target}" + (f" from {cwd}" if cwd != REPO_ROOT else ""))
+    with running_server(target, cwd=cwd, env={**env, "PYTHONPATH": str(cwd)},
+                        log_path=workdir / f"{name}.log", ready_timeout=120) as server:
         url, process, ready = server.url, server.process, server.ready_after
         log(f"    ready after {ready:.1f} s; warming up")
         asyncio.run(run_level(f"{url}/predict", bodies, 4, 40, 20))
@@ -219,17 +222,26 @@ def _rate(classify, images: list[bytes], seconds: float) -> float:
     return done / (time.perf_counter() - began)
 
 
-def in_process_limit(model_dir: Path, images: list[bytes], seconds: float) -> float:
-    """Images per second for decode + preprocess + batched inference, no HTTP: the ceiling for the server."""
+def in_process_limits(model_dir: Path, images: list[bytes], seconds: float) -> tuple[float, float]:
+    """Images per second for decode + preprocess + batched inference, no HTTP: the ceiling for the server.
+
+    For onnxruntime (the server's runtime) and Keras, alternating in three rounds and keeping each one's best,
+    so that a change of the machine's load in the meantime does not favour either.
+    """
     from serving.classifier import Classifier
     from serving.config import load_settings
 
     classifier = Classifier.load(model_dir, threads=load_settings().inference_threads)  # as the server runs
     classifier.warm_up()
-    return _rate(classifier.classify, images, seconds)
+    keras_classify = keras_classifier(model_dir)
+    onnx_rates, keras_rates = [], []
+    for _ in range(3):
+        onnx_rates.append(_rate(classifier.classify, images, seconds / 3))
+        keras_rates.append(_rate(keras_classify, images, seconds / 3))
+    return max(onnx_rates), max(keras_rates)
 
 
-def keras_in_process_limit(model_dir: Path, images: list[bytes], seconds: float) -> float:
+def keras_classifier(model_dir: Path):
     """The same loop with Keras `predict_on_batch` (the runtime the server used before), one TF thread."""
     from ml.runtime import import_tensorflow
 
@@ -246,7 +258,7 @@ def keras_in_process_limit(model_dir: Path, images: list[bytes], seconds: float)
     def classify(batch: list[bytes]) -> list:
         return list(model.predict_on_batch(np.stack([prepare(b).pixels for b in batch])))
 
-    return _rate(classify, images, seconds)
+    return classify
 
 
 def keras_load_seconds(model_dir: Path) -> float:
@@ -271,6 +283,23 @@ def onnx_load_seconds(model_dir: Path) -> float:
     return float(out.stdout.split()[-1])
 
 
+def package_keras_checkout(checkout: Path, model_dir: Path) -> str:
+    """Store the model for the TensorFlow service of an older checkout (`git archive <commit>`); its tag.
+
+    That service reads model.keras and meta.json, so its own `serving.package` stores them; the side by side
+    run shows the runtimes on the same machine at the same time, which absolute figures cannot here.
+    """
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "serving.package", "--model-dir", str(model_dir)], cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout)}, capture_output=True, text=True, timeout=300,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"packaging with {checkout} failed:\n{out.stderr[-2000:]}")
+    return next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("stored "))
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -281,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000, help="request limit per concurrency level")
     parser.add_argument("--levels", default="1,16,64", help="concurrency levels, comma-separated")
     parser.add_argument("--images", type=int, default=200, help="distinct images to send")
+    parser.add_argument("--keras-checkout", type=Path, default=None,
+                        help="a checkout whose service still runs Keras, to run side by side (git archive)")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.levels.split(",")]
     log(f"==> cpus: {pin_to_target_cpus()}")
@@ -309,14 +340,23 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "ORBIT_MODEL_TAG": tag, "ORBIT_BENCH_KERAS_MODEL": str(model_dir / KERAS_FILE)}
 
         ours = bench_server("ours", OURS, env, bodies, levels, args.seconds, args.requests, workdir)
+        servers = [ours]
+        if args.keras_checkout:
+            keras_tag = package_keras_checkout(args.keras_checkout.resolve(), model_dir)
+            servers.append(bench_server(
+                "keras", OURS, {**env, "ORBIT_MODEL_TAG": keras_tag}, bodies, levels, args.seconds,
+                args.requests, workdir, cwd=args.keras_checkout.resolve(),
+            ))
         baseline = bench_server(
             "baseline", BASELINE, env, bodies, levels, args.seconds, args.requests, workdir
         )
+        with running_server(EMPTY, cwd=REPO_ROOT, env=env, log_path=workdir / "empty.log",
+                            ready_timeout=120) as server:
+            empty_ready = server.ready_after
+        log(f"==> BentoML alone (a service without a model): ready after {empty_ready:.1f} s")
         log("==> in-process limit: decode + preprocess + batched inference (batches of 64), no HTTP")
-        limit = in_process_limit(model_dir, images, args.seconds)
-        log(f"    onnxruntime {limit:.1f} images/s")
-        keras_limit = keras_in_process_limit(model_dir, images, args.seconds)
-        log(f"    keras       {keras_limit:.1f} images/s")
+        limit, keras_limit = in_process_limits(model_dir, images, args.seconds)
+        log(f"    onnxruntime {limit:.1f} images/s, keras {keras_limit:.1f} images/s")
         log("==> load in a fresh process: import the runtime + open the model")
         load_onnx, load_keras = onnx_load_seconds(model_dir), keras_load_seconds(model_dir)
         log(f"    onnxruntime {load_onnx:.2f} s, keras {load_keras:.2f} s")
@@ -325,19 +365,21 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"{'server':<9} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for server in (ours, baseline):
+    servers.append(baseline)
+    for server in servers:
         for c, r in server.levels.items():
             print(
                 f"{server.name:<9} {c:>3} {r.throughput:>8.1f} "
                 f"{r.percentile(50):>8.1f} {r.percentile(95):>8.1f} "
                 f"{r.percentile(99):>8.1f} {r.errors:>7}"
             )
-    for server in (ours, baseline):
+    for server in servers:
         print(
             f"{server.name:<9} ready {server.ready_s:.1f} s, "
             f"worker RSS {server.rss_before_mb:.0f} MB before, "
             f"{server.rss_after_mb:.0f} MB after"
         )
+    print(f"BentoML alone (no model) ready after {empty_ready:.1f} s")
     print(f"in-process limit (batches of 64): onnxruntime {limit:.1f} images/s, keras {keras_limit:.1f}")
     print(f"runtime + model load in a fresh process: onnxruntime {load_onnx:.2f} s, keras {load_keras:.2f} s")
     print()
@@ -353,11 +395,17 @@ def main(argv: list[str] | None = None) -> int:
             f"p99 at c=16: {o16.percentile(99):.1f} ms "
             f"(target <= {TARGETS['p99_c16_ms']:.0f} ms)"
         )
+    keras_server = next((s for s in servers if s.name == "keras"), None)
     for c, wanted in TARGETS["req_s"].items():
-        if c in levels:
-            got = ours.levels[c].throughput
-            print(f"[{verdict(got >= wanted)}] throughput at c={c}: {got:.0f} req/s "
-                  f"(target >= {wanted:.0f}, the TensorFlow server's)")
+        if c not in levels:
+            continue
+        got = ours.levels[c].throughput
+        if keras_server is not None:  # same machine, same minutes: the comparison that means something
+            wanted, source = keras_server.levels[c].throughput, "the Keras service in this run"
+        else:
+            source = "the Keras service's on 2026-11-27, docs/serving.md"
+        print(f"[{verdict(got >= wanted)}] throughput at c={c}: {got:.0f} req/s "
+              f"(target >= {wanted:.0f}, {source})")
     errors = sum(r.errors for r in ours.levels.values())
     print(f"[{verdict(errors == 0)}] errors: {errors} (target 0)")
     ready_ratio = ours.ready_s / baseline.ready_s if baseline.ready_s else float("inf")
