@@ -93,14 +93,12 @@ def export_onnx(model, path: Path) -> int:
     return int(graph_model.outputs[1].shape[-1])
 
 
-def keras_probabilities(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    chunks = [np.asarray(model.predict_on_batch(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, model.output_shape[-1]))
-
-
 def check_parity(model, predictor: Predictor, x: np.ndarray, *, batch_size: int = 64) -> dict:
     """Compare Keras and the exported graph on `x`; raise :class:`ExportError` naming every mismatch."""
-    expected = keras_probabilities(model, x, batch_size)
+    # The evaluation's own Keras path; imported here because ml.evaluate imports ml.train, which imports this.
+    from ml.evaluate import predict_arrays
+
+    expected = predict_arrays(model, x, batch_size)
     got = np.concatenate([predictor.run(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)]) \
         if len(x) else expected
     diff = np.abs(expected - got).max(axis=1) if len(x) else np.zeros(0)

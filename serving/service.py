@@ -5,8 +5,8 @@
 
 Uploads are decoded with `ml.preprocess` (the function training used) and run through the exported model
 (onnxruntime, no TensorFlow in this process) in batches formed from whatever requests arrive together
-(:mod:`serving.batching`). Bad uploads are turned
-away with a 4xx JSON error by :class:`serving.middleware.UploadGuard` or by the decoder, never a 5xx.
+(:mod:`serving.batching`). Bad uploads are turned away with a 4xx JSON error by
+:class:`serving.middleware.UploadGuard` or by the decoder, never a 5xx.
 Settings come from ORBIT_* environment variables (:mod:`serving.config`).
 """
 
