@@ -150,7 +150,7 @@ def render(run: Any) -> str:
     return "\n".join(lines)
 
 
-#: A release needs a digest (CI's deploy pulls by digest); a plan has built no image, so it renders a stand-in.
+#: A release needs a digest (CI's deploy pulls by digest); a plan built no image, so it renders a stand-in.
 PLAN_DIGEST = "sha256:" + "0" * 64
 
 

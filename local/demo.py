@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from local.server import ServerError, running_server
+from ml.bundle import MODEL_DIR, read_bundle
 from ml.data import SOURCES
 from ml.params import ParamsError, load_params
 
@@ -131,13 +132,13 @@ def _samples(root: Path, classes: list[str]) -> list[tuple[str, Path]]:
 def step_serve(root: Path) -> list[dict]:
     started = _banner(5, "Serve: package the model for BentoML, start the service, ask it")
     _run(root, sys.executable, "-m", "serving.package", "--if-needed", what="packaging the model")
-    meta = json.loads((root / "model" / "meta.json").read_text())
+    meta = read_bundle(root / MODEL_DIR)
     results = []
     try:
         with running_server(cwd=root, log_path=root / ".orbit" / "logs" / "demo-serve.log") as server:
             print(f"      service ready at {server.url} after {server.ready_after:.1f} s")
             print(f"      {'validation image':<28} {'truth':<9} {'answer':<9} {'p':>6}")
-            for truth, path in _samples(root, meta["classes"]):
+            for truth, path in _samples(root, meta.classes):
                 answer = server.predict(path)
                 p = answer["probabilities"][answer["prediction"]]
                 mark = "ok" if answer["prediction"] == truth else "WRONG"

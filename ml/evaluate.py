@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from ml import origin
+from ml.bundle import KERAS_FILE, MODEL_DIR, BundleError, BundleMeta, bundle_file, read_bundle
 from ml.params import DEFAULT_PARAMS_PATH, ParamsError, load_params
 from ml.prepare import PREPARED_DIR, PrepareError, Split, load_split, read_manifest
 from ml.preprocess import PreprocessConfig, preprocess_batch
 from ml.runtime import import_tensorflow
-from ml.train import HISTORY_PATH, META_FILE, MODEL_DIR, MODEL_FILE
+from ml.train import HISTORY_PATH
 
 EVAL_DIR = Path("evaluation")
 METRICS_FILE = "metrics.json"
@@ -97,15 +98,17 @@ def per_class_table(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) 
     ]
 
 
-def load_model_and_meta(model_dir: Path):
+def load_model_and_meta(model_dir: Path) -> tuple[object, BundleMeta]:
+    """The Keras model and the bundle's meta, through ml.bundle (which says how to fix a missing file)."""
+    try:
+        meta = read_bundle(model_dir)
+        model_path = bundle_file(model_dir, KERAS_FILE)
+    except BundleError as exc:
+        raise EvaluateError(str(exc)) from None
     import_tensorflow()
     import keras
 
-    model_path, meta_path = model_dir / MODEL_FILE, model_dir / META_FILE
-    missing = [str(p) for p in (model_path, meta_path) if not p.is_file()]
-    if missing:
-        raise EvaluateError(f"{', '.join(missing)} not found; run the train stage first (`dvc repro train`)")
-    return keras.models.load_model(model_path), json.loads(meta_path.read_text())
+    return keras.models.load_model(model_path), meta
 
 
 def write_predictions(path: Path, split: Split, probs: np.ndarray) -> None:
@@ -136,7 +139,7 @@ def evaluate(
         message = f"{exc.filename} is missing; run the prepare stage first (`dvc repro prepare`)"
         raise EvaluateError(message) from None
     model, meta = load_model_and_meta(model_dir)
-    if meta["classes"] != val.classes or PreprocessConfig.from_dict(meta["preprocess"]) != val.config:
+    if meta.classes != val.classes or meta.preprocess_config != val.config:
         raise EvaluateError(
             f"{model_dir} was trained on other classes or preprocessing than {prepared_dir} holds; "
             "run `dvc repro` so that both come from the same params"
@@ -157,7 +160,7 @@ def evaluate(
         metrics=metrics,
         per_class=per_class_table(val.y, y_pred, val.classes),
         figures=figures,
-        meta=meta,
+        meta=meta.model_dump(),
         mistakes=[(val.files[i], val.classes[val.y[i]], val.classes[y_pred[i]]) for i in np.flatnonzero(
             y_pred != val.y)],
     )

@@ -1,6 +1,7 @@
 """DVC stage `train`: fit the CNN on data/prepared/train.npz and save it with what serving needs to use it.
 
-Writes ``model/model.keras``, ``model/meta.json`` (classes, preprocess config, params) and
+Writes the model bundle (ml/bundle.py): ``model/model.keras``, ``model/model.onnx`` (exported and checked
+against Keras on the whole validation split by ml/export.py) and ``model/meta.json``; and
 ``evaluation/history.csv`` (one row per epoch, for the history plot). Seeds and TensorFlow's op
 determinism make the same data and params give the same weights, hence the same metrics.
 """
@@ -9,19 +10,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 import time
 from pathlib import Path
 
+from ml.bundle import KERAS_FILE, META_FILE, MODEL_DIR, ONNX_FILE, BundleError, BundleMeta, write_bundle_meta
+from ml.export import ExportError, check_parity, export_onnx, runtime_versions
+from ml.inference import Predictor
 from ml.params import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
 from ml.prepare import PREPARED_DIR, PrepareError, load_split, read_manifest
 from ml.runtime import import_tensorflow, make_deterministic
 
-MODEL_DIR = Path("model")
-MODEL_FILE = "model.keras"
-META_FILE = "meta.json"
 HISTORY_PATH = Path("evaluation/history.csv")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -94,8 +94,6 @@ def train(
     """Fit, save the model, its meta and the history; return the fitted Keras model."""
     manifest = check_prepared(params, prepared_dir)
     make_deterministic(params.train.seed)
-    import keras
-
     from ml.model import build_model
 
     train_split = load_split("train", prepared_dir)
@@ -121,15 +119,21 @@ def train(
         callbacks=[_epoch_logger(params.train.epochs, log)],
     )
     model_dir.mkdir(parents=True, exist_ok=True)
-    model.save(model_dir / MODEL_FILE)
-    meta = {
-        "classes": manifest["classes"],
-        "preprocess": train_split.config.to_dict(),
-        "params": {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()},
-        "keras_version": keras.__version__,
-        "n_train": len(train_split.y),
-    }
-    (model_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    model.save(model_dir / KERAS_FILE)
+    (model_dir / META_FILE).unlink(missing_ok=True)  # no meta.json until the export has passed its check
+    width = export_onnx(model, model_dir / ONNX_FILE)
+    meta = BundleMeta(
+        classes=manifest["classes"],
+        preprocess=train_split.config.to_dict(),
+        params={"prepare": params.prepare.model_dump(), "train": params.train.model_dump()},
+        versions=runtime_versions(),
+        n_train=len(train_split.y),
+        embedding_dim=width,
+    )
+    parity = check_parity(model, Predictor.open(model_dir / ONNX_FILE, meta), val_split.x)
+    log(f"export: {model_dir / ONNX_FILE} matches Keras on all {parity['images']} validation images "
+        f"(largest probability difference {parity['max_abs_diff']:.1e})")
+    write_bundle_meta(model_dir, meta)
     write_history(fit.history, history_path)
     return model
 
@@ -145,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         train(params, args.prepared, args.model_dir, args.history)
-    except (ParamsError, TrainError) as exc:
+    except (ParamsError, TrainError, ExportError, BundleError) as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 2
-    print(f"train: wrote {args.model_dir / MODEL_FILE}, {args.model_dir / META_FILE} and {args.history} "
+    files = ", ".join(str(args.model_dir / name) for name in (KERAS_FILE, ONNX_FILE, META_FILE))
+    print(f"train: wrote {files} and {args.history} "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -18,15 +18,16 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from serving.config import MODEL_NAME, load_settings
+from ml.bundle import MODEL_NAME
+from serving.config import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASE_IMAGE = "python:3.11-slim"  # Docker Hub: pullable by CI, not on the offline build machine
 SERVICE = "serving.service:PlanetClassifier"
-INCLUDE = ["serving/*.py", "ml/__init__.py", "ml/preprocess.py"]
+# The service's imports: preprocessing, the bundle contract and the onnxruntime predictor (no TensorFlow).
+INCLUDE = ["serving/*.py", "ml/__init__.py", "ml/preprocess.py", "ml/bundle.py", "ml/inference.py"]
 IMAGE_ENV = [
     {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},  # no usage analytics sent from production
-    {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"},
 ]
 EXCLUDE = ["serving/build.py", "serving/package.py"]  # build-time tools, not needed in the image
 

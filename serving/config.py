@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ml.bundle import MODEL_NAME
 from ml.preprocess import DEFAULT_MAX_PIXELS
 
-MODEL_NAME = "planet-classifier"
 DEFAULT_MODEL_TAG = f"{MODEL_NAME}:latest"
 
 #: environment variable -> field of :class:`ServingSettings`
@@ -51,7 +51,7 @@ class ServingSettings(BaseModel):
     max_batch_size: int = Field(64, ge=1, le=1024, description="most images in one model call")
     workers: int = Field(1, ge=1, le=64, description="server processes, each with its own copy of the model")
     inference_threads: int = Field(
-        1, ge=1, le=256, description="TensorFlow threads per worker; 1 leaves a core to the HTTP event loop"
+        1, ge=1, le=256, description="onnxruntime threads per worker; 1 leaves a core to the HTTP event loop"
     )
     # Both off by default: together they cost about a third of the throughput (docs/serving.md).
     access_log: bool = Field(False, description="log one line per request")

@@ -2,9 +2,11 @@
 
     python -m serving.package [--model-dir model] [--if-needed]
 
-The stored model carries labels (project, class names, git commit, data version) and metadata (classes,
-preprocessing, metrics, params, git commit, data version, hash of the model file), so a running service
-or a bento can always say which training run and which data it came from.
+The stored model holds the bundle files the service needs (model.onnx, meta.json and whatever later work
+adds next to them, e.g. the novelty model) but not model.keras, which only training and evaluation read.
+It carries labels (project, class names, git commit, data version) and metadata (classes, preprocessing,
+embedding width, runtime versions, metrics, params, git commit, data version, hash of the ONNX file), so a
+running service or a bento can always say which training run and which data it came from.
 
 This is a make target rather than a DVC stage: its output lives in the BentoML store ($BENTOML_HOME,
 outside the workspace) and a new version is created on every import, which DVC can neither track nor cache.
@@ -23,8 +25,7 @@ from typing import Any
 
 import yaml
 
-from serving.classifier import META_FILE, MODEL_FILE, ModelBundleError, read_meta
-from serving.config import MODEL_NAME
+from ml.bundle import KERAS_FILE, MODEL_DIR, MODEL_NAME, ONNX_FILE, BundleError, bundle_file, read_bundle
 
 UNKNOWN = "unknown"
 METRICS_FILE = Path("evaluation/metrics.json")
@@ -78,18 +79,17 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def describe(model_dir: Path, root: Path) -> tuple[dict[str, str], dict[str, Any]]:
-    """Labels and metadata for the stored model; raises :class:`ModelBundleError` if files are missing."""
-    model_path = model_dir / MODEL_FILE
-    if not model_path.is_file():
-        raise ModelBundleError(f"{model_path} not found; run `make repro` first to train the model")
-    classes, preprocess = read_meta(model_dir / META_FILE)
-    meta = read_json(model_dir / META_FILE)
+    """Labels and metadata for the stored model; raises :class:`BundleError` if files are missing."""
+    model_path = bundle_file(model_dir, ONNX_FILE)
+    meta = read_bundle(model_dir)
     commit = git_commit(root)
     data = data_version(root / DATA_DVC_FILE)
     metadata = {
-        "classes": classes,
-        "preprocess": preprocess.to_dict(),
-        "params": meta.get("params", {}),
+        "classes": meta.classes,
+        "preprocess": meta.preprocess.model_dump(),
+        "params": meta.params,
+        "embedding_dim": meta.embedding_dim,
+        "versions": meta.versions,
         "metrics": read_json(root / METRICS_FILE),
         "git_commit": commit,
         "data_version": data,
@@ -97,7 +97,7 @@ def describe(model_dir: Path, root: Path) -> tuple[dict[str, str], dict[str, Any
     }
     labels = {
         "project": "orbit",
-        "classes": ",".join(classes),
+        "classes": ",".join(meta.classes),
         "git_commit": commit[:12] if commit != UNKNOWN else UNKNOWN,
         "data_version": data[:12] if data != UNKNOWN else UNKNOWN,
     }
@@ -123,15 +123,21 @@ def package(model_dir: Path, root: Path, *, if_needed: bool = False) -> tuple[st
         if latest.info.metadata.get("model_sha256") == metadata["model_sha256"]:
             return str(latest.tag), False
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata) as stored:
-        shutil.copyfile(model_dir / MODEL_FILE, stored.path_of(MODEL_FILE))
-        shutil.copyfile(model_dir / META_FILE, stored.path_of(META_FILE))
+        for path in served_files(model_dir):
+            shutil.copyfile(path, stored.path_of(path.name))
     return str(stored.tag), True
+
+
+def served_files(model_dir: Path) -> list[Path]:
+    """Every file of the bundle except the Keras model: serving runs model.onnx and reads meta.json."""
+    return sorted(p for p in model_dir.iterdir() if p.is_file() and p.name != KERAS_FILE
+                  and not p.name.startswith("."))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.package", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--model-dir", type=Path, default=Path("model"), help="training output (default: model)"
+        "--model-dir", type=Path, default=MODEL_DIR, help=f"training output (default: {MODEL_DIR})"
     )
     parser.add_argument(
         "--if-needed", action="store_true", help="skip when the latest stored model is this file"
@@ -139,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         tag, created = package(args.model_dir, Path.cwd(), if_needed=args.if_needed)
-    except ModelBundleError as exc:
+    except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if not created:
-        print(f"model unchanged: {tag} already holds {args.model_dir / MODEL_FILE}")
+        print(f"model unchanged: {tag} already holds {args.model_dir / ONNX_FILE}")
         return 0
     import bentoml
 

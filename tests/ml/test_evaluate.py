@@ -134,7 +134,7 @@ def test_preview_covers_every_class_when_there_is_room():
 
 
 def test_missing_or_mismatched_inputs_say_which_stage_to_run(workspace, tmp_path):
-    with pytest.raises(ev.EvaluateError, match="train stage first"):
+    with pytest.raises(ev.EvaluateError, match="train stage first.*make repro"):
         ev.evaluate(4, workspace / "prepared", tmp_path / "no-model", tmp_path / "out")
     with pytest.raises(ev.EvaluateError, match="prepare stage first"):
         ev.evaluate(4, tmp_path / "no-data", workspace / "model", tmp_path / "out")

@@ -292,7 +292,7 @@ def test_unknown_bodies_rendered_by_synthetic_are_flagged_by_a_tiny_network():
     from sklearn.metrics import roc_auc_score
     from sklearn.neural_network import MLPClassifier
 
-    from ml.classes import CLASSES
+    from ml.synthetic import BODIES as CLASSES
     from ml.synthetic import render
 
     def features(draw, bodies, seeds):

@@ -46,7 +46,7 @@ def trained(prepared, tmp_path_factory):
 
 def test_writes_model_meta_and_history(trained):
     _, out = trained
-    assert (out / "model" / "model.keras").is_file()
+    assert (out / "model" / "model.keras").is_file() and (out / "model" / "model.onnx").is_file()
     meta = json.loads((out / "model" / "meta.json").read_text())
     assert meta["classes"] == list(CLASSES)
     assert meta["preprocess"] == {"image_size": 16, "color_mode": "rgb"}
@@ -103,3 +103,34 @@ def test_stage_with_bad_params_exits_non_zero_naming_the_key(tmp_path, params_te
     assert key in result.stderr
     assert "prepare stage first" not in result.stderr  # failed on the params, before looking for data
     assert not (tmp_path / "model").exists()
+
+
+def test_exports_onnx_with_probabilities_and_embedding_matching_keras(trained, prepared):
+    import keras
+
+    from ml.bundle import read_bundle
+    from ml.inference import Predictor
+
+    model, out = trained
+    meta = read_bundle(out / "model")
+    assert meta.embedding_dim == TINY["train"]["dense_units"]
+    assert {"keras", "tf2onnx", "onnxruntime"} <= set(meta.versions)
+    assert meta.n_train == len(prep.load_split("train", prepared).y)
+    x = prep.load_split("val", prepared).x
+    probabilities, embedding = Predictor.load(out / "model").run(x)
+    np.testing.assert_allclose(probabilities, np.asarray(model.predict_on_batch(x)), atol=1e-5)
+    penultimate = keras.Model(model.input, model.layers[-1].input)  # the input of the softmax Dense layer
+    np.testing.assert_allclose(embedding, np.asarray(penultimate(x, training=False)), atol=1e-4)
+    assert embedding.shape == (len(x), meta.embedding_dim)
+
+
+def test_an_export_that_answers_differently_fails_naming_the_mismatch(trained, prepared, tmp_path):
+    from ml.export import ExportError, check_parity
+    from ml.inference import Predictor
+
+    model, out = trained
+    other = _train(prepared, tmp_path, {**TINY, "train": {**TINY["train"], "seed": 9}})
+    x = prep.load_split("val", prepared).x
+    assert check_parity(model, Predictor.load(out / "model"), x)["max_abs_diff"] <= 1e-4
+    with pytest.raises(ExportError, match=r"differ by more than 0\.0001"):
+        check_parity(other, Predictor.load(out / "model"), x)

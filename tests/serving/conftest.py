@@ -8,7 +8,6 @@ hand, so it needs no training and its answer is known: the dominant colour of th
 from __future__ import annotations
 
 import io
-import json
 import os
 import struct
 from collections.abc import Iterator
@@ -67,7 +66,11 @@ def corrupt_exif_jpeg(colour: tuple[int, int, int]) -> bytes:
 
 
 def build_model_dir(folder: Path) -> Path:
+    """The bundle training writes: model.keras, its ONNX export and meta.json, through ml.bundle/ml.export."""
     import keras
+
+    from ml.bundle import BundleMeta, write_bundle_meta
+    from ml.export import export_onnx, runtime_versions
 
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
     conv = keras.layers.Conv2D(3, 1, use_bias=False, name="identity")
@@ -78,8 +81,10 @@ def build_model_dir(folder: Path) -> Path:
     dense.set_weights([np.eye(3, dtype=np.float32) * 20.0, np.zeros(3, dtype=np.float32)])
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / "model.keras")
-    meta = {"classes": CLASSES, "preprocess": {"image_size": IMAGE_SIZE, "color_mode": "rgb"}, "params": {}}
-    (folder / "meta.json").write_text(json.dumps(meta))
+    width = export_onnx(model, folder / "model.onnx")
+    meta = BundleMeta(classes=CLASSES, preprocess={"image_size": IMAGE_SIZE, "color_mode": "rgb"}, params={},
+                      versions=runtime_versions(), n_train=0, embedding_dim=width)
+    write_bundle_meta(folder, meta)
     return folder
 
 

@@ -266,18 +266,20 @@ def test_a_file_that_breaks_the_decoder_fails_only_its_own_slot(client):
     assert "images[0]" not in error
 
 
-def test_classify_isolates_each_upload(keras_model):
+def test_classify_isolates_each_upload(keras_model, model_dir):
     """Within one model call, bad uploads get their own error and the good ones are still classified."""
-    classifier = Classifier(model=keras_model, classes=CLASSES, preprocess=CONFIG)
+    classifier = Classifier.load(model_dir)
     good = encode(disc(COLOURS["Uranus"]))
     results = classifier.classify([corrupt_exif_jpeg(COLOURS["Mars"]), good, pixel_bomb(), good])
     assert [type(r).__name__ for r in results] == [
         "InvalidImageError",
-        "ndarray",
+        "Classified",
         "InvalidImageError",
-        "ndarray",
+        "Classified",
     ]
-    np.testing.assert_allclose(results[1], expected_probabilities(keras_model, [good])[0], atol=1e-5)
+    np.testing.assert_allclose(
+        results[1].probabilities, expected_probabilities(keras_model, [good])[0], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -33,13 +34,15 @@ def test_build_prints_tag_and_dockerfile_and_packs_what_the_image_needs(
     sources = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
     assert {"serving/service.py", "serving/middleware.py", "ml/preprocess.py", "ml/__init__.py"} <= sources
     assert not any(s.startswith("tests/") or s in {"serving/build.py", "serving/package.py"} for s in sources)
-    assert not any(s.startswith("ml/") and s not in {"ml/preprocess.py", "ml/__init__.py"} for s in sources)
+    served_ml = {"ml/preprocess.py", "ml/__init__.py", "ml/bundle.py", "ml/inference.py"}
+    assert {s for s in sources if s.startswith("ml/")} == served_ml
 
     manifest = yaml.safe_load((bento / "bento.yaml").read_text())
     models = [m["tag"] for service in manifest["services"] for m in service["models"]]
     assert models == [stored_tag]
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
-    assert "tensorflow-cpu==" in requirements and "dvc" not in requirements
+    assert "onnxruntime==" in requirements and "dvc" not in requirements
+    assert "tensorflow" not in requirements and "keras" not in requirements and "tf2onnx" not in requirements
 
 
 def test_build_without_a_stored_model_says_to_package_first(bentoml_home):
@@ -60,3 +63,9 @@ def test_build_without_a_stored_model_says_to_package_first(bentoml_home):
     assert result.returncode == 1
     assert "python -m serving.package" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_pipeline_checks_the_export_with_the_runtime_serving_installs():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pin = [r for r in project["serving"] if r.startswith("onnxruntime==")]
+    assert pin and pin[0] in project["ml"]

@@ -45,8 +45,9 @@ def test_bentofile_has_only_the_serving_dependencies_and_builds_offline():
 
     config = bentofile("registry.example/python:3.11")
     packages = {p.split("==")[0].lower() for p in config["python"]["packages"]}
-    assert {"bentoml", "tensorflow-cpu", "keras", "numpy", "pillow", "pydantic", "pyyaml"} <= packages
+    assert {"bentoml", "onnxruntime", "numpy", "pillow", "pydantic", "pyyaml"} <= packages
     assert not packages & {"dvc", "dvc-gs", "pulumi", "matplotlib", "scikit-learn", "pytest"}
+    assert not packages & {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx"}, "serving runs no TF"
     assert all("==" in p for p in config["python"]["packages"]), "every dependency pinned"
     assert config["python"]["lock_packages"] is False
     assert config["docker"]["base_image"] == "registry.example/python:3.11"
@@ -56,7 +57,7 @@ def test_bentofile_has_only_the_serving_dependencies_and_builds_offline():
 
 
 def test_inference_threads_default_to_one_and_are_applied_by_the_loader(model_dir):
-    """A fresh process (as a server worker is) gets TensorFlow's pools capped by Classifier.load."""
+    """A fresh process (as a server worker is) gets onnxruntime's pool set by Classifier.load."""
     import subprocess
     import sys
 
@@ -65,11 +66,10 @@ def test_inference_threads_default_to_one_and_are_applied_by_the_loader(model_di
     with pytest.raises(ServingSettingsError, match="ORBIT_INFERENCE_THREADS"):
         load_settings({"ORBIT_INFERENCE_THREADS": "0"})
     probe = (
-        "import sys, tensorflow as tf\n"
+        "import sys\n"
         "from serving.classifier import Classifier\n"
-        "Classifier.load(sys.argv[1], threads=2)\n"
-        "print(tf.config.threading.get_intra_op_parallelism_threads(),"
-        " tf.config.threading.get_inter_op_parallelism_threads())\n"
+        "options = Classifier.load(sys.argv[1], threads=2).predictor.session.get_session_options()\n"
+        "print(options.intra_op_num_threads, options.inter_op_num_threads)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe, str(model_dir)],
@@ -79,4 +79,4 @@ def test_inference_threads_default_to_one_and_are_applied_by_the_loader(model_di
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[-2:] == ["2", "2"]
+    assert result.stdout.split()[-2:] == ["2", "1"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.classifier import ModelBundleError
+from ml.bundle import BundleError
 from serving.package import UNKNOWN, describe, file_sha256, main, package
 
 
@@ -44,8 +44,12 @@ def test_stored_model_carries_labels_and_metadata(bentoml_home, project):
     assert info.metadata["params"] == {"train": {"epochs": 3}}
     assert info.metadata["data_version"] == "0123456789abcdef0123456789abcdef.dir"
     assert info.metadata["git_commit"] == UNKNOWN  # tmp_path is not a git checkout
-    assert info.metadata["model_sha256"] == file_sha256(project / "model" / "model.keras")
-    assert file_sha256(Path(stored.path_of("model.keras"))) == info.metadata["model_sha256"]
+    assert info.metadata["embedding_dim"] == 3
+    assert info.metadata["model_sha256"] == file_sha256(project / "model" / "model.onnx")
+    assert file_sha256(Path(stored.path_of("model.onnx"))) == info.metadata["model_sha256"]
+    assert sorted(p.name for p in Path(stored.path).iterdir() if p.suffix != ".yaml") == [
+        "meta.json", "model.onnx"
+    ], "the Keras model stays out of the served model"
     assert json.loads(Path(stored.path_of("meta.json")).read_text())["classes"] == [
         "Mars",
         "Uranus",
@@ -58,7 +62,7 @@ def test_if_needed_reuses_the_same_file_and_stores_a_changed_one(bentoml_home, p
     assert created
     again, created = package(project / "model", project, if_needed=True)
     assert (again, created) == (first, False)
-    with (project / "model" / "model.keras").open("ab") as handle:
+    with (project / "model" / "model.onnx").open("ab") as handle:
         handle.write(b"\0")  # any change of the file is a new model
     changed, created = package(project / "model", project, if_needed=True)
     assert created and changed != first
@@ -83,7 +87,7 @@ def test_git_commit_is_recorded_inside_a_checkout(project):
 
 def test_missing_model_says_to_run_the_pipeline(bentoml_home, tmp_path, capsys):
     assert main(["--model-dir", str(tmp_path / "model")]) == 1
-    assert "run `make repro` first" in capsys.readouterr().err
+    assert "run the train stage first: `make repro`" in capsys.readouterr().err
 
 
 def test_missing_outputs_become_unknown_not_errors(bentoml_home, model_dir, tmp_path):
@@ -113,7 +117,7 @@ def test_missing_outputs_become_unknown_not_errors(bentoml_home, model_dir, tmp_
 def test_bad_meta_json_is_refused(tmp_path, model_dir, meta, phrase):
     shutil.copytree(model_dir, tmp_path / "model")
     (tmp_path / "model" / "meta.json").write_text(meta)
-    with pytest.raises(ModelBundleError, match=phrase):
+    with pytest.raises(BundleError, match=phrase):
         describe(tmp_path / "model", tmp_path)
 
 
@@ -130,5 +134,5 @@ def test_model_and_meta_from_different_runs_are_refused(tmp_path, model_dir, cha
     shutil.copytree(model_dir, tmp_path / "model")
     meta = json.loads((tmp_path / "model" / "meta.json").read_text())
     (tmp_path / "model" / "meta.json").write_text(json.dumps({**meta, **change}))
-    with pytest.raises(ModelBundleError, match=phrase):
+    with pytest.raises(BundleError, match=phrase):
         Classifier.load(tmp_path / "model")
