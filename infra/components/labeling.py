@@ -126,9 +126,10 @@ class LabelStudio(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=SECRET, **meta),
             type="Opaque",
             string_data={
-                "db-password": self.db_password.result,
-                "admin-password": self.admin_password.result,
-                "django-secret-key": self.secret_key.result,
+                # Secret in the state whatever the provider marks (RandomId's hex is not marked).
+                "db-password": pulumi.Output.secret(self.db_password.result),
+                "admin-password": pulumi.Output.secret(self.admin_password.result),
+                "django-secret-key": pulumi.Output.secret(self.secret_key.result),
                 "api-token": pulumi.Output.secret(self.api_token.hex),
             },
             opts=k8s_child)
@@ -151,11 +152,14 @@ class LabelStudio(pulumi.ComponentResource):
             name="postgres", image=lab.postgres_image,
             ports=[{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
             env=[{"name": "POSTGRES_USER", "value": DATABASE}, {"name": "POSTGRES_DB", "value": DATABASE},
-                 _secret_env("POSTGRES_PASSWORD", "db-password"),
+                 # Read from a file (the image's *_FILE convention), not an environment variable.
+                 {"name": "POSTGRES_PASSWORD_FILE", "value": "/run/secrets/orbit/db-password"},
                  # A sub-folder: the disk's root holds lost+found, which initdb refuses.
                  {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"}],
-            resources={"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-            volumeMounts=[{"name": "data", "mountPath": "/var/lib/postgresql/data"}])
+            resources={"requests": {"cpu": "100m", "memory": "256Mi"},
+                       "limits": {"cpu": "500m", "memory": "512Mi"}},
+            volumeMounts=[{"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                          {"name": "password", "mountPath": "/run/secrets/orbit", "readOnly": True}])
         self.database = k8s.apps.v1.StatefulSet(
             "label-studio-db",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="label-studio-db", **{**meta, "labels": db_labels}),
@@ -165,7 +169,10 @@ class LabelStudio(pulumi.ComponentResource):
                 "selector": {"matchLabels": DB_SELECTOR},
                 "template": {"metadata": {"labels": db_labels},
                              "spec": _pod(cfg, DATABASE_KSA, POSTGRES_UID, database,
-                                          ["/var/run/postgresql", "/tmp"])},
+                                          ["/var/run/postgresql", "/tmp"],
+                                          [{"name": "password", "secret": {
+                                              "secretName": SECRET, "defaultMode": 0o440,
+                                              "items": [{"key": "db-password", "path": "db-password"}]}}])},
                 "volumeClaimTemplates": [{
                     "metadata": {"name": "data", "labels": db_labels},
                     "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": STORAGE_CLASS,
@@ -213,7 +220,7 @@ class LabelStudio(pulumi.ComponentResource):
                 {"name": "COLLECT_ANALYTICS", "value": "false"},
                 {"name": "LATEST_VERSION_CHECK", "value": "false"},
             ],
-            resources={"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}})
+            resources={"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}})
         self.deployment = k8s.apps.v1.Deployment(
             "label-studio",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="label-studio", **{**meta, "labels": app_labels}),

@@ -294,7 +294,8 @@ def test_every_example_value_is_itself_valid():
         if key == "orbit:unknownRateAlertEnabled":
             trial["orbit:alertNotificationChannels"] = [KEYS["orbit:alertNotificationChannels"].example]
         if key == "orbit:labelStudioEnabled":
-            trial.update({k: KEYS[k].example for k in ("orbit:labelStudioImage", "orbit:labelStudioPostgresImage")})
+            trial.update({k: KEYS[k].example
+                          for k in ("orbit:labelStudioImage", "orbit:labelStudioPostgresImage")})
         parse(trial, "dev", SECRET)
 
 
