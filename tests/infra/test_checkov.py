@@ -1,8 +1,8 @@
 """checkov on every Kubernetes object the program renders: 0 failures, skips only in infra/checkov.yaml.
 
 The objects are what `pulumi up` would send (the mocks' recorded inputs, as manifests), for the dev and
-prod fixture stacks, with the service released (and Label Studio on in prod). The ARC Helm charts are not rendered (Helm renders them in
-the cluster); their pod settings are checked by tests/infra/test_runners.py.
+prod fixture stacks, with the service released (and Label Studio on in prod). The ARC Helm charts are not
+rendered (Helm renders them in the cluster); their pod settings are checked by tests/infra/test_runners.py.
 """
 
 from __future__ import annotations
