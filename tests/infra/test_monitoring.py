@@ -169,7 +169,7 @@ def strict(schema):
 
 def pod_monitoring_schema() -> dict:
     """openAPIV3Schema of PodMonitoring v1 from the CRD Google's operator installs (vendored, see its header
-    and tools/k8s-schemas/README.md); no npm package covers monitoring.googleapis.com."""
+    and tools/k8s-schemas/crds/README.md); no npm package covers monitoring.googleapis.com."""
     crd = yaml.safe_load(CRD.read_text())
     assert crd["spec"]["group"] == "monitoring.googleapis.com"
     assert crd["spec"]["names"]["kind"] == "PodMonitoring"
