@@ -83,9 +83,11 @@ def lifecycle_rules(cfg: StackConfig) -> list[gcp.storage.BucketLifecycleRuleArg
 
 
 def managed_prometheus() -> gcp.container.ClusterMonitoringConfigArgs:
-    """System metrics plus Managed Prometheus, whose collectors scrape what PodMonitoring objects name."""
+    """Managed Prometheus on, whose collectors scrape what PodMonitoring objects name.
+
+    `enable_components` is left to GKE: listing some would switch off the other default packages.
+    """
     return gcp.container.ClusterMonitoringConfigArgs(
-        enable_components=["SYSTEM_COMPONENTS"],
         managed_prometheus=gcp.container.ClusterMonitoringConfigManagedPrometheusArgs(enabled=True))
 
 

@@ -135,8 +135,7 @@ def test_a_retention_outside_its_range_is_refused():
 # ---------------------------------------------------------------------------------------------- the scrape
 def test_the_cluster_runs_managed_prometheus(stack_run):
     config = props(stack_run, CLUSTER)["monitoringConfig"]
-    assert config["managedPrometheus"] == {"enabled": True}
-    assert config["enableComponents"] == ["SYSTEM_COMPONENTS"]
+    assert config == {"managedPrometheus": {"enabled": True}}  # GKE's default components stay as they are
 
 
 def test_pod_monitoring_scrapes_the_service_metrics(stack_run, first_up_run):
@@ -230,10 +229,11 @@ def test_prod_alerts_on_the_unknown_rate(prod_run):
               labels=alert.user_labels)
 
 
-def test_threshold_and_window_come_from_config(run_with):
+def test_threshold_window_and_scrape_interval_come_from_config(run_with):
     run = run_with("dev", {"orbit:unknownRateAlertEnabled": True, "orbit:unknownRateThreshold": 0.35,
-                           "orbit:unknownRateWindowMinutes": 15,
+                           "orbit:unknownRateWindowMinutes": 15, "orbit:monitoringScrapeInterval": "1m",
                            "orbit:alertNotificationChannels": ["projects/p-123456/notificationChannels/42"]})
+    assert run.one(PODMONITORING).manifest()["spec"]["endpoints"][0]["interval"] == "1m"
     alert = props(run, ALERT)
     promql = alert["conditions"][0]["conditionPrometheusQueryLanguage"]
     assert promql["query"] == unknown_rate_query(run.config) and "[15m]" in promql["query"]
