@@ -175,3 +175,11 @@ class ServiceMonitoring(pulumi.ComponentResource):
                 user_labels=cfg.labels,
                 opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({})
+
+
+# What `make plan` shows of these resources (infra/plan.py): the condition a reviewer must read.
+PLAN_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "gcp:storage/bucketIAMMember:BucketIAMMember": ("role", "member", "condition.expression"),
+    "gcp:monitoring/alertPolicy:AlertPolicy": ("displayName", "notificationChannels"),
+    f"kubernetes:{GMP_API}:PodMonitoring": ("metadata.namespace", "metadata.name", "spec.endpoints"),
+}
