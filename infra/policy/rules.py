@@ -1004,6 +1004,22 @@ def check_log_writer_create_only(resources: Sequence[tuple[str, Props]]) -> Iter
                     yield f"{member} writes the prediction log and also gets {role} project-wide. Remove it."
 
 
+def check_log_readers_read_only(resources: Sequence[tuple[str, Props]]) -> Iterator[str]:
+    """Who reads the log (the drift check, Label Studio) reads it only: no other storage grant anywhere."""
+    grants = list(_bucket_grants(resources))
+    readers = {member for _, role, member, condition in grants
+               if role != CREATE_ONLY_ROLE and _log_scoped(condition)}
+    for bucket, role, member, condition in grants:
+        if member in readers and not _log_scoped(condition):
+            yield (f"{member} reads the prediction log and also gets {role} on bucket {bucket} beyond it: a "
+                   "log reader must not reach the DVC store (least privilege). Remove that grant.")
+    for typ, props in resources:
+        if typ in HIERARCHY_IAM:
+            for role, member in _grants(typ, props):
+                if member in readers and role.startswith("roles/storage."):
+                    yield f"{member} reads the prediction log and also gets {role} project-wide. Remove it."
+
+
 def _expires(bucket: Props, prefix: str) -> bool:
     for rule in _items(bucket.get("lifecycleRules")):
         condition = _get(rule, "condition") or {}
@@ -1035,6 +1051,8 @@ RULES.extend([
 STACK_RULES.extend([
     _stack_rule("storage-log-writer-create-only", check_log_writer_create_only,
                 "The prediction log's writer gets no other storage role: no read, no delete, no DVC store."),
+    _stack_rule("storage-log-readers-read-only", check_log_readers_read_only,
+                "Readers of the prediction log get no storage grant beyond it: no DVC store, no write."),
     _stack_rule("storage-log-expires", check_log_expires,
                 "A bucket holding the prediction log deletes it by age (lifecycle rule on monitoring/).",
                 Severity.MEDIUM),

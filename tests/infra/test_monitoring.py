@@ -309,6 +309,20 @@ def test_the_log_writer_gets_no_other_storage_role(extra, flagged):
     assert ("storage-log-writer-create-only" in names(stack_violations(resources))) is flagged
 
 
+@pytest.mark.parametrize("extra, flagged", [
+    ([], False),
+    ([(BUCKET_IAM, {**READER, "role": "roles/storage.objectAdmin", "condition": None})], True),
+    ([(BUCKET_IAM, {**READER, "condition": None})], True),  # the whole bucket: the DVC store too
+    ([(PROJECT_IAM, {"project": "p", "role": "roles/storage.objectViewer", "member": READER["member"]})],
+     True),
+    ([(BUCKET_IAM, {**READER, "condition": {"title": "images",
+                                           "expression": list_condition("b", IMAGES_PREFIX)}})], False),
+])
+def test_the_log_readers_reach_nothing_beyond_it(extra, flagged):
+    resources = [bucket_with([EXPIRES]), (BUCKET_IAM, WRITER), (BUCKET_IAM, READER), *extra]
+    assert ("storage-log-readers-read-only" in names(stack_violations(resources))) is flagged
+
+
 @pytest.mark.parametrize("rules, flagged", [
     ([EXPIRES], False),
     ([{"action": {"type": "Delete"}, "condition": {"age": 90, "matchesPrefixes": ["monitoring/records/"]}}],
