@@ -44,6 +44,15 @@ $(INFRA_STAMP): pyproject.toml
 	@$(INFRA_PY) -m pip install --quiet -e '.[infra,test]'
 	@touch $@
 
+# checkov pins packaging<24, which neither environment can hold (pytest, pulumi): it gets its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.orbit-installed
+$(CHECKOV_STAMP): infra/checkov-requirements.txt
+	@echo "==> creating $(CHECKOV_VENV) (checkov, for the rendered Kubernetes objects)"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet -r infra/checkov-requirements.txt
+	@touch $@
+
 K8S_SCHEMAS := tools/k8s-schemas
 K8S_SCHEMAS_STAMP := $(K8S_SCHEMAS)/node_modules/.orbit-installed
 $(K8S_SCHEMAS_STAMP): $(K8S_SCHEMAS)/package.json
@@ -97,14 +106,14 @@ image: $(STAMP) ## the bento as an OCI image: buildah build, local registry, pod
 demo: $(STAMP) ## the whole local loop: data, bucket, pipeline, push, serve, predict (DATA_SOURCE=synthetic: no data needed)
 	$(PY) -m local.demo $(SOURCE_ARG)
 
-test: $(STAMP) $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) $(LABEL_STAMP) $(CHROMIUM) ## the whole test suite
+test: $(STAMP) $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) $(CHECKOV_STAMP) $(LABEL_STAMP) $(CHROMIUM) ## the whole test suite
 	$(PY) -m pytest tests --ignore=tests/infra
 	$(INFRA_PY) -m pytest tests/infra
 
 test-main: $(STAMP) $(LABEL_STAMP) $(CHROMIUM) ## the suite of .venv only (ml, serving, ci, local)
 	$(PY) -m pytest tests --ignore=tests/infra
 
-test-infra: $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) ## the suite of .venv-infra only (Pulumi program and policy pack)
+test-infra: $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) $(CHECKOV_STAMP) ## the suite of .venv-infra only (Pulumi program and policy pack)
 	$(INFRA_PY) -m pytest tests/infra
 
 bench-train: $(STAMP) ## pipeline on the real data over 3 seeds: accuracy, time, memory
