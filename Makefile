@@ -18,7 +18,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 
 .PHONY: help setup setup-infra data bucket-start bucket-stop repro push pull metrics bento serve demo \
-        test test-main test-infra bench-train bench-serve plan lint clean image
+        test test-main test-infra bench-train bench-serve plan lint clean image \
+        drift bench-monitor
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -92,6 +93,12 @@ bench-train: $(STAMP) ## pipeline on the real data over 3 seeds: accuracy, time,
 
 bench-serve: $(STAMP) ## load test of the real server at concurrency 1, 16, 64 against a guide-style baseline
 	$(PY) bench/bench_serve.py
+
+drift: $(STAMP) ## drift check of the logged predictions (ARGS="--log gs://BUCKET --last 500 --json")
+	$(PY) -m monitor.drift $(ARGS)
+
+bench-monitor: $(STAMP) ## drift check on real windows (false alarms, shifts found) and the cost of logging
+	$(PY) bench/bench_monitor.py $(ARGS)
 
 STACK ?= dev
 plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod), rendered from mocks (not `pulumi preview`)
