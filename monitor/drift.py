@@ -8,7 +8,7 @@ Checks, each a test whose null hypothesis is "the window comes from the referenc
 - `embedding_mmd`: MMD between the embeddings (RBF kernel, median-distance bandwidth) with a permutation
   p-value (scipy.stats.permutation_test): the multivariate test, sees any change the network sees;
 - `ks_<stat>`: two-sample Kolmogorov-Smirnov (scipy) on each channel's mean and std of the preprocessed
-  pixels and on the novelty score;
+  pixels, on their sharpness (blur) and on the novelty score;
 - `predictions`: chi-square test of homogeneity (scipy) of the predicted-class counts;
 - `unknown_rate`: one-sided Fisher exact test (the two-sample binomial comparison; the reference rate is
   itself estimated from a few hundred images) that the window's unknown rate is higher.
@@ -143,6 +143,8 @@ def run_checks(
             raw.append(
                 (f"ks_{kind}_{names[c]}", result.statistic, result.pvalue, f"KS, pixel {kind} of {names[c]}")
             )
+    result = stats.ks_2samp(reference.sharpness, window.sharpness)
+    raw.append(("ks_sharpness", result.statistic, result.pvalue, "KS, sharpness (blur)"))
     result = stats.ks_2samp(reference.novelty, window.novelty)
     raw.append(("ks_novelty", result.statistic, result.pvalue, "KS, novelty score"))
     statistic, p = _prediction_test(reference.predictions, window.predictions)
@@ -154,6 +156,11 @@ def run_checks(
     result = stats.fisher_exact(table, alternative="greater")
     rate = window.unknown.mean()
     raw.append(("unknown_rate", float(rate), float(result.pvalue), "Fisher exact, unknown rate higher"))
+    if (n_permutations + 1) * alpha < len(raw):
+        raise DriftError(
+            f"{n_permutations} permutations cannot give a p-value below alpha/{len(raw)} = "
+            f"{alpha / len(raw):.2g}; use at least {int(np.ceil(len(raw) / alpha)) - 1}"
+        )
     levels, rejected = holm([r[2] for r in raw], alpha)
     return [
         Check(name, float(s), float(p), level, "drift" if rej else "ok", what)

@@ -6,6 +6,7 @@ reads one model's records only, and a rollout shows up as a new partition, not a
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 from datetime import datetime
@@ -33,19 +34,22 @@ class PredictionRecord(BaseModel):
     mode: str
     channel_mean: list[float]
     channel_std: list[float]
-    embedding: list[float] = Field(description="float16 values: half the size, plenty for a drift test")
+    sharpness: float = Field(description="mean absolute difference of neighbouring pixels: falls with blur")
+    embedding: list[float] = Field(description="float16 values, stored as base64 of little-endian float16")
     sha256: str
     image_object: str | None = None
 
     @field_validator("embedding", mode="before")
     @classmethod
     def _to_float16(cls, value) -> list[float]:
+        if isinstance(value, str):  # as stored
+            return np.frombuffer(base64.b64decode(value), dtype="<f2").astype(np.float64).tolist()
         return np.asarray(value, dtype=np.float16).astype(np.float64).tolist()
 
-    @field_serializer("embedding")
-    def _short_floats(self, value: list[float]) -> list[float]:
-        # str(np.float16) is the shortest text that reads back to the same float16: ~7 bytes a value.
-        return [float(str(v)) for v in np.asarray(value, dtype=np.float16)]
+    @field_serializer("embedding", when_used="json")
+    def _packed(self, value: list[float]) -> str:
+        # 128 values: 344 characters, against ~1 KB as decimal text, and ~100x faster to write
+        return base64.b64encode(np.asarray(value, dtype="<f2").tobytes()).decode("ascii")
 
     @property
     def model_name(self) -> str:
@@ -65,19 +69,28 @@ def split_tag(tag: str) -> tuple[str, str]:
 
 
 def image_stats(pixels: np.ndarray) -> dict:
-    """Per-channel mean and standard deviation of preprocessed float32 pixels (H, W, C).
+    """Per-channel mean and standard deviation, and sharpness, of preprocessed float32 pixels (H, W, C).
 
     Computed on what the model sees, so a darker or blurrier stream of uploads shows up here even when
-    the raw files differ in size or format."""
+    the raw files differ in size or format. Sharpness (mean absolute difference between neighbouring
+    pixels) is what blur changes; mean and std barely move under it."""
     if pixels.ndim != 3:
         raise ValueError(f"expected preprocessed pixels (H, W, C); got shape {pixels.shape}")
-    flat = pixels.reshape(-1, pixels.shape[-1]).astype(np.float64)
-    return {"channel_mean": flat.mean(axis=0).tolist(), "channel_std": flat.std(axis=0).tolist()}
+    sharpness = (np.abs(np.diff(pixels, axis=0)).mean() + np.abs(np.diff(pixels, axis=1)).mean()) / 2
+    return {
+        "channel_mean": pixels.mean(axis=(0, 1), dtype=np.float64).tolist(),
+        "channel_std": pixels.std(axis=(0, 1), dtype=np.float64).tolist(),
+        "sharpness": float(sharpness),
+    }
 
 
-def upload_info(data: bytes) -> dict:
-    """Size, mode and content hash of an upload; reads the image header only."""
-    with Image.open(io.BytesIO(data)) as image:
+def upload_info(data: bytes, image: Image.Image | None = None) -> dict:
+    """Size, mode and content hash of an upload. Pass the image the service already decoded to skip
+    reading the header a second time."""
+    if image is None:
+        with Image.open(io.BytesIO(data)) as opened:
+            width, height, mode = opened.width, opened.height, opened.mode
+    else:
         width, height, mode = image.width, image.height, image.mode
     return {"width": width, "height": height, "mode": mode, "sha256": hashlib.sha256(data).hexdigest()}
 

@@ -57,6 +57,7 @@ class Records:
     unknown: np.ndarray  # (n,) bool
     channel_mean: np.ndarray  # (n, c)
     channel_std: np.ndarray  # (n, c)
+    sharpness: np.ndarray
     image_objects: np.ndarray  # (n,) str, "" when the image was not kept
     times: np.ndarray  # (n,) datetime64[ms]
 
@@ -80,6 +81,7 @@ class Records:
             unknown=np.asarray([r.unknown for r in records], dtype=bool),
             channel_mean=np.asarray([r.channel_mean for r in records], dtype=np.float64),
             channel_std=np.asarray([r.channel_std for r in records], dtype=np.float64),
+            sharpness=np.asarray([r.sharpness for r in records], dtype=np.float64),
             image_objects=np.asarray([r.image_object or "" for r in records], dtype=str),
             times=np.asarray(
                 [r.time.astimezone(UTC).replace(tzinfo=None) for r in records], dtype="datetime64[ms]"

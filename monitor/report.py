@@ -46,6 +46,7 @@ def _figures(reference: Records, window: Records) -> list[tuple[str, str]]:
         ("std", reference.channel_std, window.channel_std),
     ):
         panels += [(f"pixel {kind}, channel {c}", ref[:, c], win[:, c]) for c in range(ref.shape[1])]
+    panels.append(("sharpness", reference.sharpness, window.sharpness))
     cols = 4
     fig, axes = plt.subplots(
         (len(panels) + cols - 1) // cols, cols, figsize=(4 * cols, 2.6 * ((len(panels) + cols - 1) // cols))

@@ -21,10 +21,12 @@ def synthetic_records(
     start: datetime | None = None,
     shift: float = 0.0,
     dark: float = 1.0,
+    blur: float = 1.0,
     unknown_rate: float = 0.01,
     dim: int = 16,
 ) -> list[PredictionRecord]:
-    """n records of an in-distribution stream; `shift` moves the embeddings, `dark` scales the pixels."""
+    """n records of an in-distribution stream; `shift` moves the embeddings, `dark` scales the pixels,
+    `blur` the sharpness."""
     rng = np.random.default_rng(seed)
     start = start or datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     labels = rng.integers(0, len(CLASSES), n)
@@ -32,6 +34,7 @@ def synthetic_records(
     embeddings = centres[labels] + rng.normal(size=(n, dim)) + shift
     means = rng.normal(0.25, 0.05, (n, 3)) * dark
     stds = np.abs(rng.normal(0.2, 0.03, (n, 3))) * dark
+    sharpness = np.abs(rng.normal(0.05, 0.01, n)) * blur
     unknown = rng.random(n) < unknown_rate
     novelty = rng.random(n) * 0.5 + unknown * 0.5
     records = []
@@ -51,6 +54,7 @@ def synthetic_records(
                 mode="RGB",
                 channel_mean=means[i].tolist(),
                 channel_std=stds[i].tolist(),
+                sharpness=float(sharpness[i]),
                 embedding=embeddings[i],
                 sha256=hashlib.sha256(f"{seed}-{i}".encode()).hexdigest(),
             )

@@ -27,7 +27,9 @@ def test_false_alarm_rate_on_in_distribution_windows_is_within_alpha(reference):
     correction would alarm on about 40 % of them; the check promises at most alpha overall."""
     windows = 80
     alarms = sum(
-        drift.check(reference, synthetic_records(150, seed=1000 + i), alpha=ALPHA, n_permutations=199)["drift"]
+        drift.check(reference, synthetic_records(150, seed=1000 + i), alpha=ALPHA, n_permutations=299)[
+            "drift"
+        ]
         for i in range(windows)
     )
     # the count of alarms is at most Binomial(80, 0.05); its 99.9 % quantile is 11
@@ -40,6 +42,7 @@ def test_false_alarm_rate_on_in_distribution_windows_is_within_alpha(reference):
         ({"shift": 0.8}, "embedding_mmd"),
         ({"dark": 0.7}, "ks_mean_r"),
         ({"unknown_rate": 0.25}, "unknown_rate"),
+        ({"blur": 0.7}, "ks_sharpness"),
     ],
 )
 def test_a_planted_shift_is_found_by_the_check_that_should_see_it(reference, change, expected):
@@ -85,7 +88,7 @@ def logged(tmp_path, reference):
 def test_cli_prints_one_json_object_and_writes_the_report(logged, capsys):
     args = ["--log", str(logged / "log"), "--reference", str(logged / "reference.npz"), "--json"]
     args += ["--since", "2026-11-29", "--until", "2026-12-01", "--report", str(logged / "r.html")]
-    assert drift.main([*args, "--permutations", "199"]) == 0
+    assert drift.main([*args, "--permutations", "499"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["drift"] is True and result["n"] == 150 and result["model"] == MODEL
     assert {"window", "checks", "report"} <= result.keys()
@@ -106,3 +109,5 @@ def test_cli_fails_clearly_when_it_cannot_run(logged, capsys):
     assert "build the reference of this model version" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         drift.main([*args, "--alpha", "2"])
+    assert drift.main([*args, "--since", "2026-11-30", "--permutations", "99"]) == 2
+    assert "use at least 219" in capsys.readouterr().err

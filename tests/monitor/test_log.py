@@ -104,7 +104,9 @@ def test_flushes_by_time_and_by_count_without_close(tmp_path):
 
 
 def test_two_writers_never_collide(tmp_path, monkeypatch):
-    monkeypatch.setattr("socket.gethostname", lambda: "same-pod")  # same host and pid: the random part differs
+    monkeypatch.setattr(
+        "socket.gethostname", lambda: "same-pod"
+    )  # same host and pid: the random part differs
     assert new_writer_id() != new_writer_id()
     sink = DirSink(tmp_path)
     a = PredictionLog(sink, model=MODEL, flush_interval_s=3600)

@@ -1,0 +1,330 @@
+"""`make bench-monitor`: the drift check on real images, and what logging a prediction costs.
+
+Data: ../shared/data/planets/raw (10 known classes) and extra-data/extra-classes (dwarf planets the model
+never saw). A reference that overlaps the traffic would flatter the false-alarm rate, so the raw images
+are cut into 5 stratified folds and each rotation uses 3 folds to train a model, 1 as the reference
+(the "validation split") and 1 as traffic that neither the model nor the reference has seen. Per rotation,
+10 windows of each kind are drawn from the traffic fold:
+
+- known:  200 known images                         target: <= 5 % of windows raise drift
+- dwarf:  150 known + 50 dwarf planets (25 %)      target: >= 95 % raise drift
+- darker: 200 known images, 30 % darker            target: >= 95 %
+- blurred: 200 known images, Gaussian blur         target: >= 95 %
+- small:  50 images, half dwarf planets (< min_n)  target: every verdict null
+
+Stand-ins until ml.inference.Predictor and ml.novelty.NoveltyModel land (docs/monitoring.md): the Keras model
+as a sub-model returning (probabilities, penultimate embedding), and 1 - max(probability) as the novelty
+score with its threshold at 1 % of the reference flagged. Swapping in the NoveltyModel is the one line
+marked SWAP below.
+
+    python bench/bench_monitor.py [--rotations 5] [--windows 10] [--data DIR] [--extra DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from cpus import pin_to_target_cpus  # bench/ is on sys.path when run as a script
+from PIL import Image, ImageEnhance, ImageFilter
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ml.params import load_params  # noqa: E402
+from ml.prepare import list_images  # noqa: E402
+from monitor import drift  # noqa: E402
+from monitor.log import PredictionLog  # noqa: E402
+from monitor.records import make_record, upload_info  # noqa: E402
+from monitor.reference import build_reference, records_for_images  # noqa: E402
+from monitor.sinks import DirSink  # noqa: E402
+
+SHARED = Path(os.environ.get("ORBIT_REAL_DATA", REPO.parent / "shared" / "data" / "planets" / "raw"))
+EXTRA = SHARED.parent / "extra-data" / "extra-classes"
+WINDOW, DWARF_SHARE, DARKER, BLUR_RADIUS, SMALL = 200, 0.25, 0.7, 2.0, 50
+TARGET_FALSE, TARGET_FOUND = 0.05, 0.95
+MODEL_TAG = "planet-classifier:bench"
+
+
+class KerasStandIn:
+    """The Predictor's shape (classes, preprocess, run -> (probabilities, embedding)) over a Keras model."""
+
+    def __init__(self, model, classes: list[str], config):
+        import keras
+
+        head = model.get_layer("probabilities")
+        self.graph = keras.Model(model.inputs, [model.output, head.input])
+        self.classes, self.preprocess = classes, config
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probabilities, embedding = self.graph.predict_on_batch(x)
+        return np.asarray(probabilities, np.float32), np.asarray(embedding, np.float32)
+
+
+class MaxProbabilityNovelty:
+    """Stand-in for ml.novelty.NoveltyModel: 1 - max(probability); threshold flags 1 % of validation."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    @classmethod
+    def fit(cls, val_top_probability: np.ndarray, false_unknown_rate: float = 0.01) -> MaxProbabilityNovelty:
+        return cls(float(np.quantile(1 - val_top_probability, 1 - false_unknown_rate)))
+
+    def score(self, embeddings: np.ndarray, probabilities: np.ndarray | None = None) -> np.ndarray:
+        return 1.0 - probabilities.max(axis=1)
+
+
+def train_standin(paths, labels, classes, params, seed: int) -> KerasStandIn:
+    import math
+
+    from ml.model import build_model
+    from ml.preprocess import preprocess
+    from ml.runtime import make_deterministic
+
+    make_deterministic(seed)
+    config = params.prepare.preprocess
+    x = np.stack([preprocess(p, config) for p in paths])
+    batch = params.prepare.batch_size
+    model = build_model(config.input_shape, len(classes), params.train, math.ceil(len(x) / batch))
+    model.fit(x, labels, batch_size=batch, epochs=params.train.epochs, verbose=0, shuffle=True)
+    return KerasStandIn(model, classes, config)
+
+
+def transformed(paths, folder: Path, change) -> list[Path]:
+    """Re-encode each image after `change` (as an upload would arrive), JPEG quality 95 like the data."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in paths:
+        with Image.open(path) as image:
+            target = folder / Path(path).name
+            change(image.convert("RGB")).save(target, format="JPEG", quality=95)
+        out.append(target)
+    return out
+
+
+def rate(results: list[dict]) -> float:
+    return float(np.mean([r["drift"] is True for r in results]))
+
+
+def rotation(r: int, folds, inventory, extra_paths, params, args, tmp: Path) -> dict[str, list[dict]]:
+    k = len(folds)
+    traffic_idx, ref_idx = folds[r], folds[(r + 1) % k]
+    train_idx = np.concatenate([folds[i] for i in range(k) if i not in (r, (r + 1) % k)])
+    paths = np.asarray(inventory.paths)
+    started = time.perf_counter()
+    predictor = train_standin(
+        paths[train_idx], inventory.labels[train_idx], inventory.classes, params, seed=77 + r
+    )
+    trained = time.perf_counter() - started
+
+    def records(files):
+        return records_for_images(predictor, list(files), novelty, model=MODEL_TAG, data_version="bench")
+
+    probe = MaxProbabilityNovelty(threshold=1.0)
+    ref_records = records_for_images(
+        predictor, list(paths[ref_idx]), probe, model=MODEL_TAG, data_version="bench"
+    )
+    ref_probs = np.asarray([[r.top_probability] for r in ref_records])  # max p is all the stand-in needs
+    novelty = MaxProbabilityNovelty.fit(
+        ref_probs
+    )  # SWAP: NoveltyModel.fit(train_emb, train_y, ref_emb, params=...)
+    ref_records = records(paths[ref_idx])
+    reference = build_reference(ref_records)
+    known = records(paths[traffic_idx])
+    darker = records(
+        transformed(
+            paths[traffic_idx], tmp / f"dark{r}", lambda im: ImageEnhance.Brightness(im).enhance(DARKER)
+        )
+    )
+    blurred = records(
+        transformed(
+            paths[traffic_idx], tmp / f"blur{r}", lambda im: im.filter(ImageFilter.GaussianBlur(BLUR_RADIUS))
+        )
+    )
+    dwarfs = records(extra_paths)
+    accuracy = np.mean(
+        [
+            rec.prediction == inventory.classes[y]
+            for rec, y in zip(known, inventory.labels[traffic_idx], strict=True)
+        ]
+    )
+    print(
+        f"rotation {r + 1}: trained on {len(train_idx)} in {trained:.0f} s, "
+        f"accuracy on traffic {accuracy:.3f}, "
+        f"reference {len(reference)}, unknown rate: reference {reference.unknown.mean():.3f}, "
+        f"known {np.mean([x.unknown for x in known]):.3f}, dwarfs {np.mean([x.unknown for x in dwarfs]):.3f}",
+        flush=True,
+    )
+    rng = np.random.default_rng(1000 + r)
+
+    def pick(pool, n):
+        return [pool[i] for i in rng.choice(len(pool), n, replace=False)]
+
+    out: dict[str, list[dict]] = {name: [] for name in ("known", "dwarf", "darker", "blurred", "small")}
+    n_dwarf = int(WINDOW * DWARF_SHARE)
+    for w in range(args.windows):
+        seed = r * 1000 + w
+        windows = {
+            "known": pick(known, WINDOW),
+            "dwarf": pick(known, WINDOW - n_dwarf) + pick(dwarfs, n_dwarf),
+            "darker": pick(darker, WINDOW),
+            "blurred": pick(blurred, WINDOW),
+            "small": pick(known, SMALL // 2) + pick(dwarfs, SMALL // 2),
+        }
+        for name, window in windows.items():
+            out[name].append(drift.check(reference, window, alpha=args.alpha, seed=seed))
+    out["_records"] = known  # for the logging cost
+    return out
+
+
+def logging_cost(records, config, tmp: Path, repeats: int = 20_000) -> dict[str, float]:
+    """Microseconds per prediction: build the record, record() it, or write a JSON line to stdout."""
+    jpeg = io.BytesIO()
+    Image.new("RGB", (128, 128)).save(jpeg, format="JPEG")
+    upload = jpeg.getvalue()
+    base = records[0]
+    probabilities = np.full(10, 0.01, np.float32)
+    probabilities[3] = 0.91
+    embedding = np.asarray(base.embedding, np.float32)
+    pixels = np.zeros((32, 32, 3), np.float32)
+    classes = [f"c{i}" for i in range(10)]
+    n = 2_000
+    start = time.perf_counter()
+    for i in range(n):
+        make_record(
+            time=base.time,
+            request_id=str(i),
+            model=MODEL_TAG,
+            data_version="bench",
+            classes=classes,
+            probabilities=probabilities,
+            embedding=embedding,
+            novelty=0.1,
+            unknown=False,
+            pixels=pixels,
+            upload=upload_info(upload),
+        )
+    build = (time.perf_counter() - start) / n * 1e6
+    log = PredictionLog(DirSink(tmp / "log"), model=MODEL_TAG, max_records=repeats + 1, flush_records=1000)
+    start = time.perf_counter()
+    for i in range(repeats):
+        log.record(records[i % len(records)], upload)
+    per_record = (time.perf_counter() - start) / repeats * 1e6
+    start = time.perf_counter()
+    log.close()
+    close_s = time.perf_counter() - start
+    with open(os.devnull, "w") as devnull:
+        start = time.perf_counter()
+        for i in range(n):
+            devnull.write(records[i % len(records)].model_dump_json() + "\n")
+        stdout = (time.perf_counter() - start) / n * 1e6
+    from ml.preprocess import preprocess
+
+    start = time.perf_counter()
+    for _ in range(200):
+        preprocess(upload, config)
+    decode = (time.perf_counter() - start) / 200 * 1e6
+    return {"build": build, "record": per_record, "stdout": stdout, "decode": decode, "close_s": close_s}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rotations", type=int, default=5, help="folds used as traffic (1-5)")
+    parser.add_argument("--windows", type=int, default=10, help="windows of each kind per rotation")
+    parser.add_argument("--alpha", type=float, default=drift.DEFAULT_ALPHA)
+    parser.add_argument("--data", type=Path, default=SHARED)
+    parser.add_argument("--extra", type=Path, default=EXTRA)
+    args = parser.parse_args()
+    for folder in (args.data, args.extra):
+        if not folder.is_dir():
+            sys.exit(f"bench-monitor: {folder} not found; it needs the real data (../shared/data/planets)")
+    print(f"bench-monitor: {pin_to_target_cpus()}; shared machine, times are noisy")
+    from sklearn.model_selection import StratifiedKFold
+
+    params = load_params(REPO / "params.yaml")
+    inventory = list_images(args.data)
+    extra_paths = sorted(args.extra.glob("*.jpg"))
+    folds = [
+        idx
+        for _, idx in StratifiedKFold(5, shuffle=True, random_state=77).split(
+            inventory.paths, inventory.labels
+        )
+    ]
+    results: dict[str, list[dict]] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rotations):
+            out = rotation(r, folds, inventory, extra_paths, params, args, Path(tmp))
+            known = out.pop("_records")
+            for name, values in out.items():
+                results.setdefault(name, []).extend(values)
+        cost = logging_cost(known, params.prepare.preprocess, Path(tmp))
+    check_s = time.perf_counter() - started
+    n = len(results["known"])
+    print(
+        f"\n{n} windows of each kind ({args.rotations} rotations x {args.windows}), alpha {args.alpha}, "
+        f"min_n {drift.DEFAULT_MIN_N}, {drift.DEFAULT_PERMUTATIONS} permutations; {check_s:.0f} s in all"
+    )
+    rows = [
+        (
+            "known (200 known images)",
+            rate(results["known"]),
+            f"<= {TARGET_FALSE:.0%}",
+            rate(results["known"]) <= TARGET_FALSE,
+        ),
+        (
+            f"dwarf ({DWARF_SHARE:.0%} dwarf planets)",
+            rate(results["dwarf"]),
+            f">= {TARGET_FOUND:.0%}",
+            rate(results["dwarf"]) >= TARGET_FOUND,
+        ),
+        (
+            f"darker ({1 - DARKER:.0%})",
+            rate(results["darker"]),
+            f">= {TARGET_FOUND:.0%}",
+            rate(results["darker"]) >= TARGET_FOUND,
+        ),
+        (
+            f"blurred (Gaussian r={BLUR_RADIUS} px at 128 px)",
+            rate(results["blurred"]),
+            f">= {TARGET_FOUND:.0%}",
+            rate(results["blurred"]) >= TARGET_FOUND,
+        ),
+    ]
+    print(f"  {'window':<40} {'drift raised':>12}  target")
+    for name, value, target, ok in rows:
+        print(f"  {name:<40} {value:>12.1%}  {target}  {'PASS' if ok else 'FAIL'}")
+    nulls = np.mean([r["drift"] is None for r in results["small"]])
+    verdict = "PASS" if nulls == 1 else "FAIL"
+    label = f"small ({SMALL} images, half dwarf)"
+    print(f"  {label:<40} {'null ' + format(nulls, '.0%'):>12}  all null  {verdict}")
+    for name in ("dwarf", "darker", "blurred"):
+        fired: dict[str, int] = {}
+        for res in results[name]:
+            for check, c in res["checks"].items():
+                fired[check] = fired.get(check, 0) + (c["verdict"] == "drift")
+        top = ", ".join(f"{k} {v}" for k, v in sorted(fired.items(), key=lambda kv: -kv[1])[:4] if v)
+        print(f"  checks that fired on {name}: {top}")
+    fired_known: dict[str, int] = {}
+    for res in results["known"]:
+        for check, c in res["checks"].items():
+            fired_known[check] = fired_known.get(check, 0) + (c["verdict"] == "drift")
+    print(f"  false alarms by check: {', '.join(f'{k} {v}' for k, v in fired_known.items() if v) or 'none'}")
+    print("\nlogging cost per prediction (hot path), microseconds:")
+    print(f"  build the record (stats, hash, header, pydantic)   {cost['build']:8.1f}")
+    print(f"  PredictionLog.record() (buffer append, sampling)    {cost['record']:8.1f}")
+    print(f"  alternative: JSON line to stdout (serialise+write)  {cost['stdout']:8.1f}")
+    print(f"  for scale: decode + preprocess of a 128 px JPEG      {cost['decode']:8.1f}")
+    print(f"  close() flushing 20,000 buffered records to a folder: {cost['close_s']:.2f} s")
+    return 0 if all(ok for *_, ok in rows) and nulls == 1 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
