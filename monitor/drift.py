@@ -25,7 +25,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -260,7 +260,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log", required=True, help="gs://BUCKET (the emulator with STORAGE_EMULATOR_HOST) or a folder"
     )
-    parser.add_argument("--reference", type=Path, default=Path("model/reference.npz"))
+    parser.add_argument(
+        "--reference", default="model/reference.npz", help="the reference file, or gs://BUCKET/OBJECT"
+    )
     parser.add_argument("--model", help="model tag name:version (default: the reference's)")
     window = parser.add_mutually_exclusive_group()
     window.add_argument("--last", type=int, help="the newest N records")
@@ -283,17 +285,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def load_reference(location: str) -> Records:
+    """A reference file on disk, or gs://BUCKET/OBJECT (where the deploy publishes it next to the log)."""
+    if location.startswith("gs://"):
+        bucket, _, name = location[5:].partition("/")
+        if not bucket or not name:
+            raise DriftError(f"{location}: expected gs://BUCKET/PATH/reference.npz")
+        try:
+            data = open_sink(f"gs://{bucket}").get(name)
+        except Exception as exc:
+            raise DriftError(f"cannot read the reference {location}: {type(exc).__name__}: {exc}") from None
+        return Records.from_bytes(data, location)
+    return Records.load(location)
+
+
 def run(args: argparse.Namespace) -> dict:
     from monitor.report import write_report
 
-    reference = Records.load(args.reference)
+    reference = load_reference(args.reference)
     model = args.model or reference.model
-    split_tag(model)
-    if model != reference.model:
+    if split_tag(model)[0] != reference.model_name or (
+        reference.model_has_version and model != reference.model
+    ):
         raise DriftError(
             f"the reference {args.reference} was built for {reference.model}, not {model}: "
             "build the reference of this model version first"
         )
+    if not reference.model_has_version and not args.model:
+        raise DriftError(f"the reference names no version ({reference.model}): pass --model NAME:VERSION")
+    reference = replace(reference, model=model)
     sink = open_sink(args.log)
     records = load_window(sink, model, last=args.last, since=args.since, until=args.until)
     result = check(reference, records, alpha=args.alpha, min_n=args.min_n, n_permutations=args.permutations)

@@ -11,6 +11,7 @@ novelty model as the service, so reference and traffic are records of the same k
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +65,15 @@ class Records:
     def __len__(self) -> int:
         return len(self.predictions)
 
+    @property
+    def model_name(self) -> str:
+        return self.model.partition(":")[0]
+
+    @property
+    def model_has_version(self) -> bool:
+        """A reference built before the BentoML import knows the model's name only."""
+        return bool(self.model.partition(":")[2])
+
     @classmethod
     def from_records(cls, records: Sequence[PredictionRecord]) -> Records:
         if not records:
@@ -97,18 +107,22 @@ class Records:
             np.savez_compressed(out, meta=np.asarray(meta), **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> Records:
+    def load(cls, path: Path | str) -> Records:
         if not Path(path).is_file():
             raise ReferenceError(
                 f"{path} not found: build the reference from the validation split first (its DVC stage)"
             )
+        return cls.from_bytes(Path(path).read_bytes(), str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, origin: str = "the reference") -> Records:
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                arrays = {k: data[k] for k in data.files if k != "meta"}
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                meta = json.loads(str(npz["meta"]))
+                arrays = {k: npz[k] for k in npz.files if k != "meta"}
             return cls(**meta, **arrays)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ReferenceError(f"{path} is not a reference file ({exc}); rebuild it") from None
+            raise ReferenceError(f"{origin} is not a reference file ({exc}); rebuild it") from None
 
 
 #: The reference is the validation split's records; same class, named for what it is.

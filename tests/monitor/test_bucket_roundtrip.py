@@ -53,7 +53,9 @@ def test_records_and_images_round_trip_through_the_emulated_bucket(emulator, tmp
     # The emulator ignores ifGenerationMatch (it overwrites); real GCS refuses: see the test below.
 
     Records.from_records(synthetic_records(300, seed=0)).save(tmp_path / "reference.npz")
-    args = ["--log", f"gs://{BUCKET}", "--reference", str(tmp_path / "reference.npz"), "--json"]
+    sink.put("monitoring/reference/current.npz", (tmp_path / "reference.npz").read_bytes())
+    reference = f"gs://{BUCKET}/monitoring/reference/current.npz"  # where the workflow reads it
+    args = ["--log", f"gs://{BUCKET}", "--reference", reference, "--json"]
     args += ["--since", "2026-11-30", "--until", "2026-11-30T23:59", "--report", str(tmp_path / "r.html")]
     assert drift.main(args) == 0
     result = json.loads(capsys.readouterr().out)

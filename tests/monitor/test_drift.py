@@ -111,3 +111,15 @@ def test_cli_fails_clearly_when_it_cannot_run(logged, capsys):
         drift.main([*args, "--alpha", "2"])
     assert drift.main([*args, "--since", "2026-11-30", "--permutations", "99"]) == 2
     assert "use at least 219" in capsys.readouterr().err
+
+
+def test_a_reference_without_version_needs_the_model_named(logged, capsys):
+    records = synthetic_records(150, seed=0, model="planet-classifier")
+    Records.from_records(records).save(logged / "unversioned.npz")
+    args = ["--log", str(logged / "log"), "--reference", str(logged / "unversioned.npz"), "--json"]
+    args += ["--since", "2026-11-29", "--until", "2026-12-01", "--report", str(logged / "u.html")]
+    assert drift.main(args) == 2
+    assert "pass --model NAME:VERSION" in capsys.readouterr().err
+    assert drift.main([*args, "--model", MODEL, "--permutations", "499"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == MODEL and result["n"] == 150
