@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) (TensorFlow, DVC, BentoML: about a minute the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[ml,serving,monitor,test,dev]'
+	@$(PY) -m pip install --quiet -e '.[ml,serving,test,dev]'
 	@touch $@
 
 $(INFRA_STAMP): pyproject.toml
