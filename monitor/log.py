@@ -195,8 +195,15 @@ class PredictionLog:
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
-            self._flush(final=False)
-        self._flush(final=True)
+            self._flush_logged(final=False)
+        self._flush_logged(final=True)
+
+    def _flush_logged(self, *, final: bool) -> None:
+        """A bug in a flush must not end the thread: later records would pile up unwritten."""
+        try:
+            self._flush(final=final)
+        except Exception:
+            log.exception("prediction log: a flush failed; its records are lost")
 
     def _take(self) -> list[_Pending]:
         """Swap the buffers out under the lock and serialise them outside it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 from PIL import Image
@@ -38,6 +38,12 @@ class PredictionRecord(BaseModel):
     embedding: list[float] = Field(description="float16 values, stored as base64 of little-endian float16")
     sha256: str
     image_object: str | None = None
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        """Times without a zone are UTC; windows compare times, and naive and aware ones do not compare."""
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     @field_validator("embedding", mode="before")
     @classmethod

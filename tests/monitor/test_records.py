@@ -104,3 +104,9 @@ def test_reference_saves_loads_and_refuses_mixed_or_tiny_input(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ReferenceError, match="not a reference file"):
         Records.load(tmp_path / "bad.npz")
+
+
+def test_a_time_without_zone_is_utc():
+    rec = synthetic_records(1, seed=4)[0]
+    naive = PredictionRecord.model_validate({**rec.model_dump(), "time": datetime(2026, 11, 30, 12, 0)})
+    assert naive.time == datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
