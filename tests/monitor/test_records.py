@@ -36,6 +36,9 @@ def test_image_stats_see_darker_and_blurred_images():
     blurred = image_stats(preprocess(image.filter(ImageFilter.GaussianBlur(3)), config))
     assert all(d < p for d, p in zip(dark["channel_mean"], plain["channel_mean"], strict=True))
     assert blurred["sharpness"] < 0.8 * plain["sharpness"]
+    pixels = preprocess(image, config)
+    assert np.allclose(plain["channel_mean"], pixels.mean(axis=(0, 1)), atol=1e-6)
+    assert np.allclose(plain["channel_std"], pixels.std(axis=(0, 1)), atol=1e-6)
     with pytest.raises(ValueError, match="H, W, C"):
         image_stats(np.zeros((4, 4)))
 
