@@ -59,6 +59,7 @@ def _figures(reference: Records, window: Records) -> list[tuple[str, str]]:
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     axes.ravel()[0].legend(fontsize=8)
+    fig.tight_layout()
     out.append(("Distributions: reference vs window", _png(fig)))
     plt.close(fig)
 
