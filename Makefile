@@ -23,7 +23,8 @@ export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 
 .PHONY: help setup setup-infra crd-schemas data bucket-start bucket-stop repro push pull metrics bento serve demo \
         test test-main test-infra bench-train bench-serve bench-novelty plan lint clean image \
-        setup-label label label-stop label-import label-export label-demo
+        setup-label label label-stop label-import label-export label-demo \
+        drift bench-monitor
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -33,7 +34,7 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) (TensorFlow, DVC, BentoML: about a minute the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[ml,serving,test,dev]'
+	@$(PY) -m pip install --quiet -e '.[ml,serving,monitor,test,dev]'
 	@touch $@
 
 $(INFRA_STAMP): pyproject.toml
@@ -124,6 +125,12 @@ bench-serve: $(STAMP) ## load test of the real server at concurrency 1, 16, 64 a
 
 bench-novelty: $(STAMP) ## unknown-image detector on the real data vs max-softmax: AUROC, flagged shares, cost
 	$(PY) bench/bench_novelty.py
+
+drift: $(STAMP) ## drift check of the logged predictions (ARGS="--log gs://BUCKET --last 500 --json")
+	$(PY) -m monitor.drift $(ARGS)
+
+bench-monitor: $(STAMP) ## drift check on real windows (false alarms, shifts found) and the cost of logging
+	$(PY) bench/bench_monitor.py $(ARGS)
 
 STACK ?= dev
 plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod, TAG=<sha>: a release), from mocks, not `pulumi preview`
