@@ -38,6 +38,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ml.bundle import MODEL_NAME  # noqa: E402
 from ml.params import load_params  # noqa: E402
 from ml.prepare import list_images  # noqa: E402
 from monitor import drift  # noqa: E402
@@ -50,7 +51,7 @@ SHARED = Path(os.environ.get("ORBIT_REAL_DATA", REPO.parent / "shared" / "data" 
 EXTRA = SHARED.parent / "extra-data" / "extra-classes"
 WINDOW, DWARF_SHARE, DARKER, BLUR_RADIUS, SMALL = 200, 0.25, 0.7, 2.0, 50
 TARGET_FALSE, TARGET_FOUND = 0.05, 0.95
-MODEL_TAG = "planet-classifier:bench"
+MODEL_TAG = f"{MODEL_NAME}:bench"
 
 
 class KerasStandIn:
