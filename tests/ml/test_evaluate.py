@@ -193,3 +193,13 @@ def test_summary_counts_the_wrong_images():
     text = ev.summary(metrics)
     assert "3 wrong" in text and "b 0.980" in text
     assert math.isclose(metrics["accuracy"], 0.99)
+
+
+def test_the_architecture_page_lists_every_novelty_key():
+    from ml import novelty_eval
+    from tests.conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    keys_paragraph = text.split("`evaluation/metrics.json` keys:", 1)[1].split("\n\n", 1)[0]
+    for key in novelty_eval.METRIC_KEYS:
+        assert f"`{key}`" in keys_paragraph, key
