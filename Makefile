@@ -23,7 +23,8 @@ export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 
 .PHONY: help setup setup-infra crd-schemas data bucket-start bucket-stop repro push pull metrics bento serve demo \
         test test-main test-infra bench-train bench-serve bench-novelty plan lint clean image \
-        setup-label label label-stop label-import label-export label-demo
+        setup-label label label-stop label-import label-export label-demo \
+        drift bench-monitor
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -33,7 +34,7 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) (TensorFlow, DVC, BentoML: about a minute the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[ml,serving,test,dev]'
+	@$(PY) -m pip install --quiet -e '.[ml,serving,monitor,test,dev]'
 	@touch $@
 
 $(INFRA_STAMP): pyproject.toml
@@ -42,6 +43,15 @@ $(INFRA_STAMP): pyproject.toml
 	@test -x $(INFRA_PY) || $(PYTHON) -m venv $(INFRA_VENV)
 	@$(INFRA_PY) -m pip install --quiet --upgrade pip
 	@$(INFRA_PY) -m pip install --quiet -e '.[infra,test]'
+	@touch $@
+
+# checkov pins packaging<24, which neither environment can hold (pytest, pulumi): it gets its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.orbit-installed
+$(CHECKOV_STAMP): infra/checkov-requirements.txt
+	@echo "==> creating $(CHECKOV_VENV) (checkov, for the rendered Kubernetes objects)"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet -r infra/checkov-requirements.txt
 	@touch $@
 
 K8S_SCHEMAS := tools/k8s-schemas
@@ -97,14 +107,14 @@ image: $(STAMP) ## the bento as an OCI image: buildah build, local registry, pod
 demo: $(STAMP) ## the whole local loop: data, bucket, pipeline, push, serve, predict (DATA_SOURCE=synthetic: no data needed)
 	$(PY) -m local.demo $(SOURCE_ARG)
 
-test: $(STAMP) $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) $(LABEL_STAMP) $(CHROMIUM) ## the whole test suite
+test: $(STAMP) $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) $(CHECKOV_STAMP) $(LABEL_STAMP) $(CHROMIUM) ## the whole test suite
 	$(PY) -m pytest tests --ignore=tests/infra
 	$(INFRA_PY) -m pytest tests/infra
 
 test-main: $(STAMP) $(LABEL_STAMP) $(CHROMIUM) ## the suite of .venv only (ml, serving, ci, local)
 	$(PY) -m pytest tests --ignore=tests/infra
 
-test-infra: $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) ## the suite of .venv-infra only (Pulumi program and policy pack)
+test-infra: $(INFRA_STAMP) $(K8S_SCHEMAS_STAMP) $(CHECKOV_STAMP) ## the suite of .venv-infra only (Pulumi program and policy pack)
 	$(INFRA_PY) -m pytest tests/infra
 
 bench-train: $(STAMP) ## pipeline on the real data over 3 seeds: accuracy, time, memory
@@ -115,6 +125,12 @@ bench-serve: $(STAMP) ## load test of the real server at concurrency 1, 16, 64 a
 
 bench-novelty: $(STAMP) ## unknown-image detector on the real data vs max-softmax: AUROC, flagged shares, cost
 	$(PY) bench/bench_novelty.py
+
+drift: $(STAMP) ## drift check of the logged predictions (ARGS="--log gs://BUCKET --last 500 --json")
+	$(PY) -m monitor.drift $(ARGS)
+
+bench-monitor: $(STAMP) ## drift check on real windows (false alarms, shifts found) and the cost of logging
+	$(PY) bench/bench_monitor.py $(ARGS)
 
 STACK ?= dev
 plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod, TAG=<sha>: a release), from mocks, not `pulumi preview`

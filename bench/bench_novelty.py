@@ -1,8 +1,10 @@
 """`make bench-novelty`: the unknown-image detector on the real data, against the max-probability baseline.
 
 For each seed it trains today's pipeline (`python -m ml.prepare`, `python -m ml.train` with params.yaml, in a
-temporary workspace), takes the penultimate embedding with a Keras sub-model, fits ml.novelty on the
-*train* split and sets its threshold on the *validation* split (params.yaml `novelty:`). Then it scores:
+temporary workspace), which exports model.onnx and fits the novelty model (ml.novelty, on the *train* split,
+threshold on the *validation* split, params.yaml `novelty:`) into the bundle. The bench then loads that
+bundle as the service does (ml.inference.Predictor + ml.novelty.load_from_bundle), so it measures exactly
+what serves. Then it scores:
 
 - known: the validation split (the in-sample flagged share is the rate by construction, so a 2-fold
   estimate over the validation split is printed too: threshold from one half, measured on the other);
@@ -38,7 +40,8 @@ from cpus import pin_to_target_cpus  # bench/ is on sys.path when run as a scrip
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ml.novelty import NoveltyModel, threshold_for_rate  # noqa: E402
+from ml.inference import Predictor  # noqa: E402
+from ml.novelty import NoveltyModel, embed_batches, load_from_bundle, threshold_for_rate  # noqa: E402
 from ml.params import NoveltyParams, load_params  # noqa: E402
 from ml.preprocess import preprocess  # noqa: E402
 from ml.synthetic import PROBE_KINDS, probe_images  # noqa: E402
@@ -82,26 +85,29 @@ def train_workspace(root: Path, data: Path, seed: int) -> Path:
     return ws
 
 
-def embedder(model_path: Path):
-    """(embed(x) -> (embedding, probabilities), head weights, head bias): the input of the final softmax
-    Dense layer, as the exported model's `embedding` output gives it."""
+def embedder(model_dir: Path):
+    """(embed(x) -> (embedding, probabilities), head weights, head bias, the bundle's novelty model).
+
+    Embeddings and probabilities come from model.onnx through ml.inference.Predictor, as in the service;
+    Keras is loaded only for the softmax layer's weights, which the energy score needs."""
     from ml.runtime import import_tensorflow
 
+    predictor = Predictor.load(model_dir)
+    detector = load_from_bundle(model_dir, predictor.meta)
     import_tensorflow()
     import keras
 
-    model = keras.models.load_model(model_path)
+    model = keras.models.load_model(model_dir / "model.keras")
     head = model.layers[-1]
     if not isinstance(head, keras.layers.Dense) or head.activation.__name__ != "softmax":
-        sys.exit(f"bench-novelty: the last layer of {model_path} is not a softmax Dense layer ({head.name})")
-    sub = keras.Model(model.inputs, [head.input, model.output])
+        sys.exit(f"bench-novelty: the last layer of {model_dir} is not a softmax Dense layer ({head.name})")
     weights, bias = head.get_weights()
 
     def embed(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = [sub.predict_on_batch(x[i : i + 256]) for i in range(0, len(x), 256)]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        probabilities, embeddings = embed_batches(predictor.run, x)
+        return embeddings, probabilities
 
-    return embed, weights, bias
+    return embed, weights, bias, detector
 
 
 # --- the scores compared ------------------------------------------------------------------------------
@@ -175,14 +181,16 @@ def bench_seed(ws: Path, extra: list[Path], novelty: NoveltyParams, seed: int) -
     inputs = {"dwarf planets": np.stack([preprocess(p, config) for p in extra])}
     for kind in OTHER_UNKNOWNS:
         inputs[kind] = np.stack([preprocess(im, config) for im in probe_images(kind, N_SYNTHETIC, rng)])
-    embed, weights, bias = embedder(ws / "model" / "model.keras")
+    embed, weights, bias, model = embedder(ws / "model")  # model: the novelty model ml.train fitted
     train_e, _ = embed(train.x)
     val_e, val_p = embed(val.x)
     outs = {name: embed(x) for name, x in inputs.items()}
 
-    start = time.perf_counter()
-    model = NoveltyModel.fit(train_e, train.y, val_e, params=novelty)
+    start = time.perf_counter()  # a refit on the same embeddings: its cost, and a check of the bundle's
+    refit = NoveltyModel.fit(train_e, train.y, val_e, params=novelty)
     fit_s = time.perf_counter() - start
+    if not np.isclose(refit.threshold, model.threshold, rtol=1e-6):
+        sys.exit(f"bench-novelty: bundle threshold {model.threshold} != refit {refit.threshold}")
     scores: dict[str, Score] = {f"{novelty.method} (chosen)": lambda e, p: model.score(e, p)}
     for method in ("relative_mahalanobis", "mahalanobis"):
         if method != novelty.method:

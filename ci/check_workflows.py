@@ -10,7 +10,7 @@ catches it in `make test`. It reads every `run:` block of `.github/workflows/*.y
 - the workflow sets `permissions: {}` at the top and every job sets its own `permissions:`;
 - a job that may run on a self-hosted runner (`runs-on` from a variable, or not a GitHub-hosted label) calls
   no `make` (the runner image has none) and gets Python from actions/setup-python before it runs any;
-- each job authenticates to Google as one of orbit's three identities, at most one per job; `pulumi preview`
+- each job authenticates to Google as one of orbit's four identities, at most one per job; `pulumi preview`
   (and reading the stack's history or outputs) runs as PREVIEW_SERVICE_ACCOUNT or DEPLOYER_SERVICE_ACCOUNT,
   anything that changes the stack (`up`, `destroy`, `refresh`, ...) only as the deployer; the deployer is
   never used by a job that can run on a pull request; a job using the deployer or the preview account
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-LOCAL_PACKAGES = ("ci", "ml", "serving", "infra", "local")
+LOCAL_PACKAGES = ("ci", "ml", "serving", "infra", "local", "monitor")
 _PUNCTUATION = ";&|()\n"
 _SHELL_WORDS = {"if", "then", "else", "elif", "do", "while", "until", "!", "time", "exec", "env", "{", "}"}
 _MAKE_OPTIONS_WITH_VALUE = {"-C", "-f", "-o", "-W", "-I", "--directory", "--file"}
@@ -42,9 +42,11 @@ _VERSION_COMMENT = re.compile(r"^v\d+(\.\d+){0,2}\b")
 CI_IDENTITY = "CI_SERVICE_ACCOUNT"
 DEPLOYER_IDENTITY = "DEPLOYER_SERVICE_ACCOUNT"
 PREVIEW_IDENTITY = "PREVIEW_SERVICE_ACCOUNT"
-IDENTITIES = (CI_IDENTITY, DEPLOYER_IDENTITY, PREVIEW_IDENTITY)
+#: Reads the prediction log (the data bucket's monitoring/ prefix) for the drift check; nothing else.
+MONITOR_IDENTITY = "MONITOR_SERVICE_ACCOUNT"
+IDENTITIES = (CI_IDENTITY, DEPLOYER_IDENTITY, PREVIEW_IDENTITY, MONITOR_IDENTITY)
 #: Identities whose Workload Identity binding admits only jobs of one GitHub environment.
-ENVIRONMENT_BOUND = (DEPLOYER_IDENTITY, PREVIEW_IDENTITY)
+ENVIRONMENT_BOUND = (DEPLOYER_IDENTITY, PREVIEW_IDENTITY, MONITOR_IDENTITY)
 _VARS_REF = re.compile(r"^\$\{\{\s*vars\.([A-Za-z0-9_]+)\s*\}\}$")
 #: `pulumi` subcommands that never touch a stack, its state or the cloud.
 _PULUMI_OFFLINE = {"version", "--version", "help", "--help", "about", "gen-completion"}

@@ -45,7 +45,7 @@ PLATFORMS = (
     Platform("aarch64-apple-darwin", "macOS 14+ on Apple Silicon", {"MACOSX_DEPLOYMENT_TARGET": "14.0"}),
 )
 #: The extras each environment installs together (the Makefile's `pip install -e '.[...]'` lines).
-ENVIRONMENTS = {".venv": ("ml", "serving", "test", "dev"), ".venv-infra": ("infra", "test")}
+ENVIRONMENTS = {".venv": ("ml", "serving", "monitor", "test", "dev"), ".venv-infra": ("infra", "test")}
 #: uv's own index settings: when one is set, the user has configured uv and pip's settings stay out of it.
 UV_INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS")
 #: What uv prints when it cannot reach an index, as opposed to an index that lacks a wheel.

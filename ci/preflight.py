@@ -48,6 +48,11 @@ VARIABLES: dict[str, tuple[str, str, str]] = {
         "read-only previewer service account of the bootstrap (docs/deploy.md, step 2)",
         "orbit-previewer@my-project.iam.gserviceaccount.com",
     ),
+    "MONITOR_SERVICE_ACCOUNT": (
+        _ACCOUNT,
+        "read-only reader of the bucket's monitoring/ prefix (docs/monitoring.md; added to infra later)",
+        "orbit-monitor@my-project.iam.gserviceaccount.com",
+    ),
     "BUCKET_URL": (
         r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/?",
         "stack output bucket_url",

@@ -7,7 +7,6 @@ The names below are the contract with the export (docs/architecture.md, INTERFAC
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -28,25 +27,13 @@ class ClassListError(RuntimeError):
 
 
 def model_classes(model_dir: Path = MODEL_DIR) -> list[str]:
-    """The class list of the trained model: through `ml.bundle` where it exists, else `meta.json`."""
+    """The class list of the trained model, read through the bundle contract (`ml.bundle`)."""
+    from ml.bundle import BundleError, read_bundle
+
     try:
-        from ml.bundle import read_bundle  # the bundle contract, once it is on this branch
-    except ImportError:
-        read_bundle = None
-    if read_bundle is not None:
         return list(read_bundle(model_dir).classes)
-    meta = model_dir / "meta.json"
-    try:
-        classes = json.loads(meta.read_text())["classes"]
-    except FileNotFoundError:
-        raise ClassListError(
-            f"no trained model at {model_dir} (no meta.json); run `make repro` first"
-        ) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ClassListError(f"{meta} has no readable class list ({exc}); rerun `make repro`") from None
-    if not classes or not all(isinstance(c, str) and c for c in classes):
-        raise ClassListError(f"{meta} lists no classes; rerun `make repro`")
-    return list(classes)
+    except BundleError as exc:
+        raise ClassListError(str(exc)) from None
 
 
 def label_config(classes: Sequence[str]) -> str:

@@ -142,6 +142,8 @@ def step_serve(root: Path) -> list[dict]:
                 answer = server.predict(path)
                 p = answer["probabilities"][answer["prediction"]]
                 mark = "ok" if answer["prediction"] == truth else "WRONG"
+                if answer.get("unknown"):  # the service thinks the image is none of the known classes
+                    mark += f"  unknown (novelty {answer['novelty']:.1f})"
                 print(f"      {path.name:<28} {truth:<9} {answer['prediction']:<9} {p:6.3f}  {mark}")
                 results.append({"truth": truth, **answer})
     except ServerError as exc:

@@ -2,10 +2,11 @@
 
     python -m serving.package [--model-dir model] [--if-needed]
 
-The stored model holds the bundle files the service needs (model.onnx, meta.json and whatever later work
-adds next to them, e.g. the novelty model) but not model.keras, which only training and evaluation read.
+The stored model holds the bundle files the service needs (model.onnx, novelty.npz, meta.json and whatever
+later work adds next to them) but not model.keras, which only training and evaluation read.
 It carries labels (project, class names, git commit, data version) and metadata (classes, preprocessing,
-embedding width, runtime versions, metrics, params, git commit, data version, hash of the ONNX file), so a
+embedding width, novelty summary, runtime versions, metrics, params, git commit, data version, hashes of the
+ONNX file and of every served file), so a
 running service or a bento can always say which training run and which data it came from.
 
 This is a make target rather than a DVC stage: its output lives in the BentoML store ($BENTOML_HOME,
@@ -78,6 +79,15 @@ def read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def bundle_sha256(model_dir: Path) -> str:
+    """One hash over the names and contents of every served file: a new novelty model or meta.json is a new
+    stored model even when model.onnx is unchanged (e.g. after a change of `novelty:` in params.yaml)."""
+    digest = hashlib.sha256()
+    for path in served_files(model_dir):
+        digest.update(f"{path.name}\0{file_sha256(path)}\0".encode())
+    return digest.hexdigest()
+
+
 def describe(model_dir: Path, root: Path) -> tuple[dict[str, str], dict[str, Any]]:
     """Labels and metadata for the stored model; raises :class:`BundleError` if files are missing."""
     model_path = bundle_file(model_dir, ONNX_FILE)
@@ -89,11 +99,13 @@ def describe(model_dir: Path, root: Path) -> tuple[dict[str, str], dict[str, Any
         "preprocess": meta.preprocess.model_dump(),
         "params": meta.params,
         "embedding_dim": meta.embedding_dim,
+        "novelty": meta.novelty.model_dump() if meta.novelty else None,
         "versions": meta.versions,
         "metrics": read_json(root / METRICS_FILE),
         "git_commit": commit,
         "data_version": data,
         "model_sha256": file_sha256(model_path),
+        "bundle_sha256": bundle_sha256(model_dir),
     }
     labels = {
         "project": "orbit",
@@ -115,12 +127,12 @@ def latest_stored() -> Any | None:
 
 
 def package(model_dir: Path, root: Path, *, if_needed: bool = False) -> tuple[str, bool]:
-    """Store the model; returns (tag, created). `if_needed` reuses the latest one with the same file."""
+    """Store the model; returns (tag, created). `if_needed` reuses the latest one with the same files."""
     import bentoml
 
     labels, metadata = describe(model_dir, root)
     if if_needed and (latest := latest_stored()) is not None:
-        if latest.info.metadata.get("model_sha256") == metadata["model_sha256"]:
+        if latest.info.metadata.get("bundle_sha256") == metadata["bundle_sha256"]:
             return str(latest.tag), False
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata) as stored:
         for path in served_files(model_dir):

@@ -29,6 +29,10 @@ if TYPE_CHECKING:  # the bucket and the cluster take their lifecycle rules and s
 
 MONITORING_PREFIX = "monitoring/"
 IMAGES_PREFIX = "monitoring/images/"
+RECORDS_PREFIX = "monitoring/records/"
+# What expires: the log itself. monitoring/reference/ (the served model's drift reference, published by the
+# deploy, docs/monitoring.md) stays for as long as that model is served, however old.
+EXPIRING_PREFIXES = (RECORDS_PREFIX, IMAGES_PREFIX)
 WRITER_ROLE = "roles/storage.objectCreator"
 READER_ROLE = "roles/storage.objectViewer"
 # Google Cloud Managed Service for Prometheus.
@@ -64,12 +68,12 @@ def prefix_reader(name: str, bucket: pulumi.Input[str], member: pulumi.Input[str
 
 
 def lifecycle_rules(cfg: StackConfig) -> list[gcp.storage.BucketLifecycleRuleArgs]:
-    """The log's retention: objects under monitoring/ are deleted after orbit:monitoringRetentionDays.
+    """The log's retention: records and images are deleted after orbit:monitoringRetentionDays.
 
     The bucket is versioned, so a deleted object first becomes noncurrent; the second rule removes those a day
     later instead of after the DVC store's orbit:bucketNoncurrentDays.
     """
-    prefixes = [MONITORING_PREFIX]
+    prefixes = list(EXPIRING_PREFIXES)
     return [
         gcp.storage.BucketLifecycleRuleArgs(
             action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),

@@ -934,6 +934,8 @@ def stack_violations(resources: Sequence[tuple[str, dict]]) -> list[tuple[str, s
 BUCKET_IAM = frozenset({"gcp:storage/bucketIAMMember:BucketIAMMember",
                         "gcp:storage/bucketIAMBinding:BucketIAMBinding"})
 LOG_PREFIX = "monitoring/"
+# The log's data, which must expire (monitoring/reference/ is not log data: it lives as long as its model).
+LOG_DATA_PREFIXES = ("monitoring/records/", "monitoring/images/")
 CREATE_ONLY_ROLE = "roles/storage.objectCreator"
 # What a grant limited to the log may be: create only, or read only. Never one that overwrites or deletes.
 LOG_ROLES = frozenset({CREATE_ONLY_ROLE, "roles/storage.objectViewer"})
@@ -1036,10 +1038,11 @@ def check_log_expires(resources: Sequence[tuple[str, Props]]) -> Iterator[str]:
     buckets = {str(_get(props, "name")): props for typ, props in resources if typ == BUCKET}
     logged = {bucket for bucket, _, _, condition in _bucket_grants(resources) if _log_scoped(condition)}
     for name in sorted(logged):
-        if name in buckets and not _expires(buckets[name], LOG_PREFIX):
-            yield (f"bucket {name} holds the prediction log ({LOG_PREFIX}) but no lifecycle rule deletes it "
-                   "by age: records and images would be kept, and billed, forever. Add a Delete rule with "
-                   f"age and matches_prefixes=[\"{LOG_PREFIX}\"] (orbit:monitoringRetentionDays).")
+        missing = [p for p in LOG_DATA_PREFIXES if name in buckets and not _expires(buckets[name], p)]
+        if missing:
+            yield (f"bucket {name} holds the prediction log ({LOG_PREFIX}) but no lifecycle rule deletes "
+                   f"{', '.join(missing)} by age: records and images would be kept, and billed, forever. Add "
+                   "a Delete rule with age and matches_prefixes (orbit:monitoringRetentionDays).")
 
 
 RULES.extend([

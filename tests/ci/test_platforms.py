@@ -71,7 +71,7 @@ def test_every_extra_is_resolved_and_one_outside_the_environments_alone(tmp_path
 
 def test_the_real_extras_are_all_covered():
     sets = platforms.requirement_sets(ROOT / "pyproject.toml")
-    assert set(sets) >= {".venv [ml,serving,test,dev]", ".venv-infra [infra,test]"}
+    assert set(sets) >= {".venv [ml,serving,monitor,test,dev]", ".venv-infra [infra,test]"}
 
 
 def test_pip_settings_become_uv_options_with_pips_precedence():

@@ -159,6 +159,7 @@ def test_each_job_authenticates_as_the_identity_it_needs():
     assert check(ROOT).identities == {
         "deploy.yml:build": "CI_SERVICE_ACCOUNT",
         "deploy.yml:release": "DEPLOYER_SERVICE_ACCOUNT",
+        "drift.yml:check": "MONITOR_SERVICE_ACCOUNT",
         "infra.yml:preview": "PREVIEW_SERVICE_ACCOUNT",
         "infra.yml:up": "DEPLOYER_SERVICE_ACCOUNT",
         "test.yml:test": "",

@@ -115,7 +115,10 @@ def test_the_monitor_and_the_writer_hold_nothing_else(stack_run):
 def test_log_objects_expire_after_the_retention(run_with, days):
     run = run_with("dev", {"orbit:monitoringRetentionDays": days} if days else {})
     rules = props(run, BUCKET)["lifecycleRules"]
-    log_rules = [r for r in rules if r["condition"].get("matchesPrefixes") == [MONITORING_PREFIX]]
+    log_rules = [r for r in rules if r["condition"].get("matchesPrefixes")]
+    # Records and images expire; monitoring/reference/ (the drift check's reference) is not matched.
+    assert all(r["condition"]["matchesPrefixes"] == ["monitoring/records/", "monitoring/images/"]
+               for r in log_rules)
     assert [(r["action"]["type"], r["condition"].get("age")) for r in log_rules] == [
         ("Delete", days or 90), ("Delete", None)]
     # Versioned bucket: the deleted log leaves as a noncurrent version a day later, not after 30 days.
@@ -294,6 +297,8 @@ def bucket_with(rules) -> tuple[str, dict]:
 
 
 EXPIRES = {"action": {"type": "Delete"}, "condition": {"age": 90, "matchesPrefixes": [MONITORING_PREFIX]}}
+LOG_ONLY = {"action": {"type": "Delete"},
+            "condition": {"age": 90, "matchesPrefixes": ["monitoring/records/", "monitoring/images/"]}}
 
 
 @pytest.mark.parametrize("extra, flagged", [
@@ -325,8 +330,9 @@ def test_the_log_readers_reach_nothing_beyond_it(extra, flagged):
 
 @pytest.mark.parametrize("rules, flagged", [
     ([EXPIRES], False),
+    ([LOG_ONLY], False),
     ([{"action": {"type": "Delete"}, "condition": {"age": 90, "matchesPrefixes": ["monitoring/records/"]}}],
-     True),
+     True),  # the images would stay
     ([{"action": {"type": "Delete"}, "condition": {"age": 90}}], True),  # no prefix read: not the log's rule
     ([{"action": {"type": "SetStorageClass"}, "condition": {"age": 90, "matchesPrefixes": ["monitoring/"]}}],
      True),

@@ -14,6 +14,7 @@ from labeling.project import (
     label_config,
     model_classes,
 )
+from ml.bundle import BundleMeta, write_bundle_meta
 from tests.labeling.conftest import CLASSES
 
 
@@ -38,8 +39,16 @@ def test_config_refuses_a_repeated_or_reserved_class_name(classes):
 
 
 def test_class_list_comes_from_the_model_bundle(tmp_path):
-    (tmp_path / "meta.json").write_text(json.dumps({"classes": ["Ceres", "Earth"], "n_train": 3}))
+    meta = {"classes": ["Ceres", "Earth"], "preprocess": {"image_size": 32, "color_mode": "rgb"},
+            "params": {}, "versions": {}, "n_train": 3, "embedding_dim": 8}
+    write_bundle_meta(tmp_path, BundleMeta.model_validate(meta))
     assert model_classes(tmp_path) == ["Ceres", "Earth"]
+
+
+def test_an_outdated_bundle_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "meta.json").write_text(json.dumps({"classes": ["Ceres", "Earth"], "n_train": 3}))
+    with pytest.raises(ClassListError, match="make repro"):
+        model_classes(tmp_path)
 
 
 def test_a_missing_model_says_which_command_makes_it(tmp_path):

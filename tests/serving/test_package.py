@@ -48,8 +48,11 @@ def test_stored_model_carries_labels_and_metadata(bentoml_home, project):
     assert info.metadata["model_sha256"] == file_sha256(project / "model" / "model.onnx")
     assert file_sha256(Path(stored.path_of("model.onnx"))) == info.metadata["model_sha256"]
     assert sorted(p.name for p in Path(stored.path).iterdir() if p.suffix != ".yaml") == [
-        "meta.json", "model.onnx"
-    ], "the Keras model stays out of the served model"
+        "meta.json", "model.onnx", "novelty.npz"
+    ], "every bundle file but the Keras model"
+    assert file_sha256(Path(stored.path_of("novelty.npz"))) == file_sha256(project / "model" / "novelty.npz")
+    assert info.metadata["novelty"]["threshold"] == json.loads(
+        (project / "model" / "meta.json").read_text())["novelty"]["threshold"]
     assert json.loads(Path(stored.path_of("meta.json")).read_text())["classes"] == [
         "Mars",
         "Uranus",
@@ -66,6 +69,10 @@ def test_if_needed_reuses_the_same_file_and_stores_a_changed_one(bentoml_home, p
         handle.write(b"\0")  # any change of the file is a new model
     changed, created = package(project / "model", project, if_needed=True)
     assert created and changed != first
+    with (project / "model" / "novelty.npz").open("ab") as handle:
+        handle.write(b"\0")  # a refitted novelty model with the same model.onnx is a new model too
+    refitted, created = package(project / "model", project, if_needed=True)
+    assert created and refitted != changed
 
 
 def test_git_commit_is_recorded_inside_a_checkout(project):
