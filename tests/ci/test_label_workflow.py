@@ -28,7 +28,9 @@ def job() -> dict:
 
 def test_it_runs_only_by_hand():
     assert set(load()["on"]) == {"workflow_dispatch"}
-    assert set(load()["on"]["workflow_dispatch"]["inputs"]) == {"url", "project"}
+    # No URL input: the token is sent only to the address of the repository variable.
+    assert set(load()["on"]["workflow_dispatch"]["inputs"]) == {"project"}
+    assert job()["env"]["LABEL_STUDIO_URL"] == "${{ vars.LABEL_STUDIO_URL }}"
 
 
 def test_it_runs_on_the_cluster_runner_as_the_ci_account():
