@@ -46,7 +46,7 @@ PREVIEW_IDENTITY = "PREVIEW_SERVICE_ACCOUNT"
 MONITOR_IDENTITY = "MONITOR_SERVICE_ACCOUNT"
 IDENTITIES = (CI_IDENTITY, DEPLOYER_IDENTITY, PREVIEW_IDENTITY, MONITOR_IDENTITY)
 #: Identities whose Workload Identity binding admits only jobs of one GitHub environment.
-ENVIRONMENT_BOUND = (DEPLOYER_IDENTITY, PREVIEW_IDENTITY)
+ENVIRONMENT_BOUND = (DEPLOYER_IDENTITY, PREVIEW_IDENTITY, MONITOR_IDENTITY)
 _VARS_REF = re.compile(r"^\$\{\{\s*vars\.([A-Za-z0-9_]+)\s*\}\}$")
 #: `pulumi` subcommands that never touch a stack, its state or the cloud.
 _PULUMI_OFFLINE = {"version", "--version", "help", "--help", "about", "gen-completion"}

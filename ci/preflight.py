@@ -69,9 +69,14 @@ VARIABLES: dict[str, tuple[str, str, str]] = {
         "gs://my-project-pulumi-state",
     ),
     "PULUMI_STACK": (r"[A-Za-z0-9_.-]{1,100}", "the stack CI deploys", "dev"),
+    "LABEL_STUDIO_URL": (
+        r"https?://[A-Za-z0-9.-]+(:\d+)?/?",
+        "stack output labeling_url (Label Studio on the cluster, docs/labeling.md)",
+        "http://label-studio.labeling.svc.cluster.local:8080",
+    ),
 }
 #: Variables whose documented example is a real, usable value (every other example is a placeholder).
-_EXAMPLE_IS_FINE = {"PULUMI_STACK"}
+_EXAMPLE_IS_FINE = {"PULUMI_STACK", "LABEL_STUDIO_URL"}
 
 #: The placeholder values of the example stack files (Pulumi.dev.yaml, Pulumi.prod.yaml), by key, with the
 #: value to put in the fix command. tests/ci/test_preflight.py checks this against the `# placeholder` lines.
@@ -92,6 +97,10 @@ STACK_PLACEHOLDERS: dict[str, tuple[frozenset[str], str]] = {
     "orbit:billingAccount": (frozenset({"012345-6789AB-CDEF01"}), "<billing account ID>"),
     "orbit:masterAuthorizedNetworks": (frozenset({"203.0.113.0/24"}), "<your office or VPN CIDR>"),
     "orbit:serviceDomain": (frozenset({"planets.example.org"}), "<a domain you control>"),
+    "orbit:alertNotificationChannels": (
+        frozenset({"projects/my-gcp-project-prod/notificationChannels/1234567890"}),
+        '"$(gcloud beta monitoring channels list --format \'value(name)\' --limit 1)"',
+    ),
 }
 #: Keys CI itself overrides on every release, so their example value does no harm.
 STACK_KEYS_SET_BY_CI = frozenset({"orbit:serviceImageTag"})

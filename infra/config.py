@@ -343,6 +343,9 @@ class StackConfig:
     service: ServiceConfig
     budget: BudgetConfig
     edge: EdgeConfig
+    # Closing the loop (docs/infra.md#monitoring-and-labelling): read by the block at the end of this file.
+    monitoring: MonitoringConfig = None  # type: ignore[assignment]
+    labeling: LabelingConfig = None  # type: ignore[assignment]
 
     @property
     def location(self) -> str:
@@ -594,13 +597,15 @@ def parse(values: Mapping[str, Any], stack: str, secrets: Mapping[str, Any] | No
     service = _service(r)
     budget = _budget(r)
     edge = _edge(r, secrets, service)
+    monitoring = _monitoring(r)
+    labeling = _labeling(r)
 
     if r.problems:
         raise ConfigError(stack, r.problems)
     return StackConfig(
         stack=stack, project=project, region=region, zone=zone, name_prefix=prefix, labels=labels,
         protect=protect, github=github, cluster=cluster, runners=runners, bucket=bucket, registry=registry,
-        service=service, budget=budget, edge=edge,
+        service=service, budget=budget, edge=edge, monitoring=monitoring, labeling=labeling,
     )
 
 
@@ -921,3 +926,105 @@ def _edge(r: _Reader, secrets: Mapping[str, Any], service: ServiceConfig) -> Edg
     return EdgeConfig(access=access, domain=domain, rate_limit_per_minute=rate, max_body_bytes=max_body,
                       iap_members=tuple(sorted(set(members))), iap_client_id=client_id,
                       iap_client_secret=client_secret)
+
+
+# ---- closing the loop: the prediction log, its drift check, and Label Studio on GKE -----------------------
+# One block for issue 10 section 4 and issue 11 section 4 (infra/components/monitoring.py, labeling.py).
+
+KEYS.update({
+    key.name: key
+    for key in [
+        _k("orbit:monitoringRetentionDays", "delete prediction-log objects (records and sampled images under "
+           "monitoring/ in the data bucket) this many days after they were written", "30", 90),
+        _k("orbit:monitorEnvironment", "GitHub environment whose jobs may act as the read-only monitor "
+           "account (the scheduled drift check declares it)", "monitoring", "monitoring"),
+        _k("orbit:monitoringScrapeInterval", "how often Managed Prometheus scrapes the service's /metrics "
+           "(a Prometheus duration such as 30s or 1m)", "60s", "30s"),
+        _k("orbit:unknownRateAlertEnabled", "create the Cloud Monitoring alert policy on the service's "
+           "unknown rate", "true", False),
+        _k("orbit:unknownRateThreshold", "alert when the share of predictions flagged unknown exceeds this "
+           "fraction", "0.3", 0.2),
+        _k("orbit:unknownRateWindowMinutes", "the window, minutes, over which the unknown rate is computed; "
+           "it must stay above the threshold for as long again before the alert opens", "30", 60),
+        _k("orbit:alertNotificationChannels", "Cloud Monitoring notification channels the alert notifies "
+           "(required with the alert)", "projects/my-gcp-project/notificationChannels/1234567890",
+           [], kind="list"),
+        _k("orbit:labelStudioEnabled", "run Label Studio (and its PostgreSQL) on the cluster, reachable only "
+           "through `kubectl port-forward`", "true", False),
+        _k("orbit:labelStudioImage", "Label Studio image, pinned by digest (required with "
+           "orbit:labelStudioEnabled)", "heartexlabs/label-studio:1.23.2@sha256:" + "0" * 64, None),
+        _k("orbit:labelStudioPostgresImage", "PostgreSQL image of Label Studio's database, pinned by digest "
+           "(required with orbit:labelStudioEnabled)", "postgres:17.6-bookworm@sha256:" + "0" * 64, None),
+        _k("orbit:labelStudioDiskGb", "size of the database's persistent disk, GB", "20", 10),
+    ]
+})
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    retention_days: int
+    environment: str
+    scrape_interval: str
+    alert_enabled: bool
+    unknown_rate_threshold: float
+    window_minutes: int
+    notification_channels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LabelingConfig:
+    enabled: bool
+    image: str | None
+    postgres_image: str | None
+    disk_gb: int
+
+
+_ENVIRONMENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+_DURATION_RE = re.compile(r"^[1-9][0-9]*(s|m)$")
+_CHANNEL_RE = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]{1,30}$")
+
+
+def _monitoring(r: _Reader) -> MonitoringConfig:
+    enabled = r.bool("orbit:unknownRateAlertEnabled")
+    threshold = r.float("orbit:unknownRateThreshold", 0, 1)
+    if threshold == 0:
+        r.problem("orbit:unknownRateThreshold", "0 would alert on the first unknown image: use a fraction "
+                  "such as 0.2")
+    channels = []
+    for item in r.list("orbit:alertNotificationChannels"):
+        if not isinstance(item, str) or not _CHANNEL_RE.match(item):
+            r.problem("orbit:alertNotificationChannels", f"{item!r} is not a channel name such as "
+                      "projects/PROJECT/notificationChannels/ID (gcloud beta monitoring channels list "
+                      "--format 'value(name)')")
+        else:
+            channels.append(item)
+    if enabled and not channels:
+        r.problem("orbit:alertNotificationChannels", "missing: the unknown-rate alert would notify nobody; "
+                  "list a notification channel, or keep orbit:unknownRateAlertEnabled false")
+    return MonitoringConfig(
+        retention_days=r.int("orbit:monitoringRetentionDays", 1, 3650),
+        environment=r.str("orbit:monitorEnvironment", _ENVIRONMENT_RE, "a GitHub environment name"),
+        scrape_interval=r.str("orbit:monitoringScrapeInterval", _DURATION_RE, "a duration such as 30s or 1m"),
+        alert_enabled=enabled, unknown_rate_threshold=threshold,
+        window_minutes=r.int("orbit:unknownRateWindowMinutes", 5, 1440),
+        notification_channels=tuple(sorted(set(channels))),
+    )
+
+
+def _labeling(r: _Reader) -> LabelingConfig:
+    enabled = r.bool("orbit:labelStudioEnabled")
+    images = {}
+    for key in ("orbit:labelStudioImage", "orbit:labelStudioPostgresImage"):
+        image = r.str(key)
+        images[key] = image
+        if image is None:
+            if enabled:
+                r.problem(key, f"missing: {KEYS[key].help}")
+            continue
+        m = _IMAGE_RE.match(image) if "/" in image else _IMAGE_RE.match(f"docker.io/library/{image}")
+        if not m or not m["digest"]:
+            r.problem(key, f"{image!r} is not pinned by digest (NAME:TAG@sha256:...): a tag can be moved, "
+                      "a digest cannot (docker buildx imagetools inspect NAME:TAG prints it)")
+    return LabelingConfig(enabled=enabled, image=images["orbit:labelStudioImage"],
+                          postgres_image=images["orbit:labelStudioPostgresImage"],
+                          disk_gb=r.int("orbit:labelStudioDiskGb", 1, 1000))

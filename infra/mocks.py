@@ -127,6 +127,9 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
                     **(endpoints.get("dnsEndpointConfig") or {}), "endpoint": FAKE_DNS_ENDPOINT}}}
     if typ == "gcp:storage/bucket:Bucket":
         return {"url": f"gs://{inputs['name']}", "selfLink": f"https://www.googleapis.com/storage/v1/b/{inputs['name']}"}
+    if typ == "random:index/randomPassword:RandomPassword":
+        length = int(inputs.get("length", 16))
+        return {"result": f"mock-{name}-{'x' * length}"[:length]}
     if typ == "random:index/randomId:RandomId":
         return {"hex": "a1b2c3", "b64Url": "obLD", "dec": "10597059"}
     if typ == "gcp:compute/globalAddress:GlobalAddress":

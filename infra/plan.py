@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 from infra.components.edge import PLAN_PROPERTIES as EDGE_PLAN_PROPERTIES
+from infra.components.monitoring import PLAN_PROPERTIES as MONITORING_PLAN_PROPERTIES
 from infra.config import ConfigError, stack_file
 
 # Per resource type, the input properties (camelCase paths) worth reading in a review.
@@ -52,6 +53,7 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "pulumi:providers:kubernetes": ("kubeconfig",),
 }
 KEY_PROPERTIES.update(EDGE_PLAN_PROPERTIES)
+KEY_PROPERTIES.update(MONITORING_PLAN_PROPERTIES)
 IAM_PROPERTIES = ("role", "member")
 K8S_PROPERTIES = ("metadata.namespace", "metadata.name")
 

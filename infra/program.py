@@ -13,9 +13,12 @@ from infra.components.cluster import GkeCluster
 from infra.components.cost import CostControls
 from infra.components.edge import Edge
 from infra.components.identity import Identity
+from infra.components.labeling import LabelStudio
+from infra.components.monitoring import MonitoringAccess, ServiceMonitoring
 from infra.components.network import Network
 from infra.components.registry import ImageRegistry
 from infra.components.runners import Runners
+from infra.components.service import SELECTOR as SERVICE_SELECTOR
 from infra.components.service import ModelService
 from infra.config import StackConfig
 from infra.live import service_image
@@ -24,7 +27,7 @@ from infra.live import service_image
 OUTPUT_NAMES = (
     "bucket_url", "registry_path", "cluster_name", "cluster_location", "workload_identity_provider",
     "ci_service_account", "service_url", "runner_service_account", "runs_on", "service_image",
-    "service_access", "edge_ip", "dns_records",
+    "service_access", "edge_ip", "dns_records", "monitor_service_account", "labeling_url",
 )
 
 
@@ -41,6 +44,9 @@ class Platform:
     cost: CostControls
     outputs: dict[str, Any]
     edge: Edge | None = None
+    monitoring_access: MonitoringAccess | None = None
+    monitoring: ServiceMonitoring | None = None
+    labeling: LabelStudio | None = None
 
 
 def build(cfg: StackConfig) -> Platform:
@@ -61,6 +67,15 @@ def build(cfg: StackConfig) -> Platform:
         service = ModelService("model-service", cfg, image, identity.serving_account.email, cluster.provider)
     cost = CostControls("cost", cfg, opts=after_apis)
     edge = Edge("edge", cfg, cluster.provider, service, opts=after_apis) if cfg.edge.exposed else None
+    # Closing the loop: the prediction log's grants, the scrape and alert, Label Studio (off by default).
+    monitoring_access = MonitoringAccess("monitoring-access", cfg, bucket, identity.serving_account.member,
+                                         opts=after_apis)
+    monitoring = ServiceMonitoring("monitoring", cfg, cluster.provider,
+                                   service.deployment if service else None, SERVICE_SELECTOR, "http",
+                                   opts=after_apis)
+    labeling = None
+    if cfg.labeling.enabled:
+        labeling = LabelStudio("labeling", cfg, bucket, cluster, opts=after_apis)
 
     outputs: dict[str, Any] = {
         "bucket_url": bucket.url,
@@ -76,5 +91,8 @@ def build(cfg: StackConfig) -> Platform:
         "service_access": cfg.edge.access,
         "edge_ip": edge.ip if edge else "",
         "dns_records": edge.dns_records if edge else [],
+        "monitor_service_account": monitoring_access.monitor_email,
+        "labeling_url": labeling.url if labeling else "",
     }
-    return Platform(apis, bucket, registry, network, cluster, identity, runners, service, cost, outputs, edge)
+    return Platform(apis, bucket, registry, network, cluster, identity, runners, service, cost, outputs, edge,
+                    monitoring_access, monitoring, labeling)

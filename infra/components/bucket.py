@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components.monitoring import lifecycle_rules as monitoring_lifecycle_rules
 from infra.config import StackConfig
 
 
@@ -43,6 +44,8 @@ class DataBucket(pulumi.ComponentResource):
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="AbortIncompleteMultipartUpload"),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=1),
                 ),
+                # The prediction log's retention (infra/components/monitoring.py).
+                *monitoring_lifecycle_rules(cfg),
             ],
             soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(
                 retention_duration_seconds=b.soft_delete_days * 86400

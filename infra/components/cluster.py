@@ -9,6 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from infra.components.monitoring import managed_prometheus
 from infra.components.network import MASTER_CIDR, PODS_RANGE, SERVICES_RANGE, Network
 from infra.config import NodePoolConfig, StackConfig
 
@@ -107,6 +108,8 @@ class GkeCluster(pulumi.ComponentResource):
             logging_config=gcp.container.ClusterLoggingConfigArgs(
                 enable_components=["SYSTEM_COMPONENTS", "WORKLOADS"]
             ),
+            # Managed Prometheus scrapes the model service's /metrics (infra/components/monitoring.py).
+            monitoring_config=managed_prometheus(),
             # Lets billing reports break cost down by namespace and label.
             cost_management_config=gcp.container.ClusterCostManagementConfigArgs(enabled=True),
             deletion_protection=cfg.protect,

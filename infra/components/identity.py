@@ -73,11 +73,11 @@ class Identity(pulumi.ComponentResource):
             role=WORKLOAD_IDENTITY_USER,
             member=ksa_member(cfg, RUNNERS_NAMESPACE, RUNNER_KSA), opts=after_cluster,
         )
-        # The service needs no Google API today; it still gets its own identity so that any future grant
-        # goes to it, never to the nodes' account.
+        # The service's own identity, never the nodes' account: its one grant, creating prediction-log
+        # objects under monitoring/ of the bucket, is made in infra/components/monitoring.py.
         self.serving_account = gcp.serviceaccount.Account(
             "serving", account_id=cfg.name("serving"), project=cfg.project,
-            display_name="orbit model service (no roles)", opts=child,
+            display_name="orbit model service (writes the prediction log only)", opts=child,
         )
         self.serving_binding = gcp.serviceaccount.IAMMember(
             "serving-workload-identity", service_account_id=self.serving_account.name,

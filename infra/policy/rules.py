@@ -926,3 +926,137 @@ def stack_violations(resources: Sequence[tuple[str, dict]]) -> list[tuple[str, s
     for policy in STACK_RULES:
         policy.validate(args, lambda message, _urn=None, _name=policy.name: found.append((_name, message)))
     return found
+
+
+# ---------------------------------------------------------------------------------------------- the log
+# The prediction log (docs/infra.md#the-prediction-log-and-label-studio-in-the-cloud): objects under
+# `monitoring/` of the data bucket, created by the service, read by the drift check and Label Studio.
+BUCKET_IAM = frozenset({"gcp:storage/bucketIAMMember:BucketIAMMember",
+                        "gcp:storage/bucketIAMBinding:BucketIAMBinding"})
+LOG_PREFIX = "monitoring/"
+# The log's data, which must expire (monitoring/reference/ is not log data: it lives as long as its model).
+LOG_DATA_PREFIXES = ("monitoring/records/", "monitoring/images/")
+CREATE_ONLY_ROLE = "roles/storage.objectCreator"
+# What a grant limited to the log may be: create only, or read only. Never one that overwrites or deletes.
+LOG_ROLES = frozenset({CREATE_ONLY_ROLE, "roles/storage.objectViewer"})
+_OBJECT_PREFIX = re.compile(
+    r"""^resource\.name\.startsWith\(\s*(?P<q>['"])projects/_/buckets/(?P<bucket>[^/'"]+)/objects/"""
+    r"""(?P<prefix>[^'"*]+/)(?P=q)\s*\)$""")
+
+
+def _condition(props: Props) -> str:
+    return str(_get(props, "condition", "expression") or "")
+
+
+def _object_prefix(expression: str) -> tuple[str, str] | None:
+    """(bucket, prefix) when the condition admits only objects under one prefix (a top-level `&&` term).
+
+    A top-level `||` may admit more than the prefix, so such a condition gives None (closed)."""
+    for term in _top_level_conjuncts(expression):
+        match = _OBJECT_PREFIX.match(term)
+        if match:
+            return match["bucket"], match["prefix"]
+    return None
+
+
+def _log_scoped(expression: str) -> bool:
+    """Whether the condition names an object prefix inside the log (the monitor's `||` list clause too)."""
+    return re.search(rf"/objects/{re.escape(LOG_PREFIX)}", expression) is not None
+
+
+def check_object_creator_limited(resource_type: str, props: Props) -> Iterator[str]:
+    for role, member in _grants(resource_type, props):
+        if role == CREATE_ONLY_ROLE and _object_prefix(_condition(props)) is None:
+            yield (f"{member} gets {role} on the whole bucket: it could create objects in the DVC store. "
+                   "Limit it with a condition "
+                   "resource.name.startsWith(\"projects/_/buckets/BUCKET/objects/PREFIX/\").")
+
+
+def check_log_grants(resource_type: str, props: Props) -> Iterator[str]:
+    if not _log_scoped(_condition(props)):
+        return
+    for role, member in _grants(resource_type, props):
+        if role not in LOG_ROLES:
+            yield (f"{member} gets {role} on the prediction log ({LOG_PREFIX}): a log grant creates "
+                   f"({CREATE_ONLY_ROLE}) or reads (roles/storage.objectViewer), it never overwrites or "
+                   "deletes; retention is the lifecycle rule's job.")
+
+
+def _bucket_grants(resources: Sequence[tuple[str, Props]]) -> Iterator[tuple[str, str, str, str]]:
+    """(bucket, role, member, condition) of every bucket IAM grant in the stack."""
+    for typ, props in resources:
+        if typ in BUCKET_IAM:
+            for role, member in _grants(typ, props):
+                yield str(_get(props, "bucket") or ""), role, member, _condition(props)
+
+
+def check_log_writer_create_only(resources: Sequence[tuple[str, Props]]) -> Iterator[str]:
+    """The log's writer (the member holding a prefix-limited objectCreator) holds nothing else on storage."""
+    grants = list(_bucket_grants(resources))
+    writers = {member for _, role, member, condition in grants
+               if role == CREATE_ONLY_ROLE and _log_scoped(condition)}
+    for bucket, role, member, _ in grants:
+        if member in writers and role != CREATE_ONLY_ROLE:
+            yield (f"{member} writes the prediction log and also gets {role} on bucket {bucket}: the service "
+                   "must not read, overwrite or delete objects (nor touch the DVC store). Remove that grant.")
+    for typ, props in resources:
+        if typ in HIERARCHY_IAM:
+            for role, member in _grants(typ, props):
+                if member in writers and role.startswith("roles/storage."):
+                    yield f"{member} writes the prediction log and also gets {role} project-wide. Remove it."
+
+
+def check_log_readers_read_only(resources: Sequence[tuple[str, Props]]) -> Iterator[str]:
+    """Who reads the log (the drift check, Label Studio) reads it only: no other storage grant anywhere."""
+    grants = list(_bucket_grants(resources))
+    readers = {member for _, role, member, condition in grants
+               if role != CREATE_ONLY_ROLE and _log_scoped(condition)}
+    for bucket, role, member, condition in grants:
+        if member in readers and not _log_scoped(condition):
+            yield (f"{member} reads the prediction log and also gets {role} on bucket {bucket} beyond it: a "
+                   "log reader must not reach the DVC store (least privilege). Remove that grant.")
+    for typ, props in resources:
+        if typ in HIERARCHY_IAM:
+            for role, member in _grants(typ, props):
+                if member in readers and role.startswith("roles/storage."):
+                    yield f"{member} reads the prediction log and also gets {role} project-wide. Remove it."
+
+
+def _expires(bucket: Props, prefix: str) -> bool:
+    for rule in _items(bucket.get("lifecycleRules")):
+        condition = _get(rule, "condition") or {}
+        prefixes = [str(p) for p in _items(_get(condition, "matchesPrefixes"))]
+        age = _get(condition, "age")
+        if (_get(rule, "action", "type") == "Delete" and isinstance(age, int | float) and age > 0
+                and any(prefix.startswith(p) for p in prefixes)):
+            return True
+    return False
+
+
+def check_log_expires(resources: Sequence[tuple[str, Props]]) -> Iterator[str]:
+    """Every bucket that holds the log (a grant is limited to it) deletes the log's objects by age."""
+    buckets = {str(_get(props, "name")): props for typ, props in resources if typ == BUCKET}
+    logged = {bucket for bucket, _, _, condition in _bucket_grants(resources) if _log_scoped(condition)}
+    for name in sorted(logged):
+        missing = [p for p in LOG_DATA_PREFIXES if name in buckets and not _expires(buckets[name], p)]
+        if missing:
+            yield (f"bucket {name} holds the prediction log ({LOG_PREFIX}) but no lifecycle rule deletes "
+                   f"{', '.join(missing)} by age: records and images would be kept, and billed, forever. Add "
+                   "a Delete rule with age and matches_prefixes (orbit:monitoringRetentionDays).")
+
+
+RULES.extend([
+    _rule("storage-object-creator-prefix-limited", BUCKET_IAM, check_object_creator_limited,
+          "roles/storage.objectCreator is granted only under one object prefix (IAM condition)."),
+    _rule("storage-log-grants-create-or-read", BUCKET_IAM, check_log_grants,
+          "Grants limited to the prediction log create or read objects, never overwrite or delete them."),
+])
+STACK_RULES.extend([
+    _stack_rule("storage-log-writer-create-only", check_log_writer_create_only,
+                "The prediction log's writer gets no other storage role: no read, no delete, no DVC store."),
+    _stack_rule("storage-log-readers-read-only", check_log_readers_read_only,
+                "Readers of the prediction log get no storage grant beyond it: no DVC store, no write."),
+    _stack_rule("storage-log-expires", check_log_expires,
+                "A bucket holding the prediction log deletes it by age (lifecycle rule on monitoring/).",
+                Severity.MEDIUM),
+])

@@ -168,6 +168,7 @@ def test_each_job_authenticates_as_the_identity_it_needs():
         "deploy.yml:tested": "",
         "infra.yml:tested": "",
         "train.yml:train": "CI_SERVICE_ACCOUNT",
+        "label.yml:export": "CI_SERVICE_ACCOUNT",
     }
 
 

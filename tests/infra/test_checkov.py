@@ -1,8 +1,8 @@
 """checkov on every Kubernetes object the program renders: 0 failures, skips only in infra/checkov.yaml.
 
 The objects are what `pulumi up` would send (the mocks' recorded inputs, as manifests), for the dev and
-prod fixture stacks, with the service released. The ARC Helm charts are not rendered (Helm renders them in
-the cluster); their pod settings are checked by tests/infra/test_runners.py.
+prod fixture stacks, with the service released (and Label Studio on in prod). The ARC Helm charts are not
+rendered (Helm renders them in the cluster); their pod settings are checked by tests/infra/test_runners.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from tests.infra.support import FIXTURES, RELEASED
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "infra" / "checkov.yaml"
+# Label Studio on (off in both fixtures), so its Deployment and PostgreSQL StatefulSet are checked too.
+LABEL_STUDIO = {"orbit:labelStudioEnabled": True,
+                "orbit:labelStudioImage": "heartexlabs/label-studio:1.23.2@sha256:" + "ab" * 32,
+                "orbit:labelStudioPostgresImage": "postgres:17.6-bookworm@sha256:" + "cd" * 32}
 
 
 def checkov() -> str | None:
@@ -48,13 +52,15 @@ def test_checkov_finds_nothing_on_the_rendered_objects(tmp_path):
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    for stack in ("dev", "prod"):
-        run = mocks.run(mocks.stack_config(stack, RELEASED, FIXTURES))
+    kinds = set()
+    for stack, extra in (("dev", {}), ("prod", LABEL_STUDIO)):
+        run = mocks.run(mocks.stack_config(stack, {**RELEASED, **extra}, FIXTURES))
         objects = [r for r in run.registrations if r.is_kubernetes_object]
-        assert any(r.type.endswith(":Deployment") for r in objects)
+        kinds |= {r.type.rsplit(":", 1)[-1] for r in objects}
         for r in objects:
             kind = r.type.rsplit(":", 1)[-1]
             (tmp_path / f"{stack}-{kind}-{r.name}.yaml").write_text(yaml.safe_dump(r.manifest()))
+    assert {"Deployment", "StatefulSet", "PodMonitoring"} <= kinds
     result = subprocess.run([checkov(), "--config-file", str(CONFIG), "-d", str(tmp_path), "-o", "json",
                              "--compact"], capture_output=True, text=True, timeout=600)
     report = json.loads(result.stdout)

@@ -291,6 +291,11 @@ def test_every_example_value_is_itself_valid():
             trial["orbit:serviceImageDigest"] = KEYS["orbit:serviceImageDigest"].example
         if key in ("orbit:serviceCpuRequest", "orbit:serviceMemoryRequest"):
             trial.update({"orbit:serviceCpuLimit": "4", "orbit:serviceMemoryLimit": "8Gi"})
+        if key == "orbit:unknownRateAlertEnabled":
+            trial["orbit:alertNotificationChannels"] = [KEYS["orbit:alertNotificationChannels"].example]
+        if key == "orbit:labelStudioEnabled":
+            trial.update({k: KEYS[k].example
+                          for k in ("orbit:labelStudioImage", "orbit:labelStudioPostgresImage")})
         parse(trial, "dev", SECRET)
 
 

@@ -32,7 +32,7 @@ def fired(resources) -> list[str]:
 
 
 def test_the_compliant_edge_passes_both_stack_rules():
-    assert {p.name for p in STACK_RULES} == {ROUTES_RULE, PATHS_RULE}
+    assert {ROUTES_RULE, PATHS_RULE} <= {p.name for p in STACK_RULES}  # + the log's (test_monitoring.py)
     assert stack_violations(stack()) == []
 
 

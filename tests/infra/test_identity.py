@@ -113,16 +113,19 @@ def test_kubernetes_service_accounts_are_bound_to_google_ones(stack_run, binding
 
 
 @pulumi.runtime.test
-def test_neither_the_runners_nor_the_service_get_any_role(stack_run):
+def test_the_runners_get_no_role_and_the_service_only_its_log_writer(stack_run):
     """Any job on the runner reaches the metadata server: the runner's Google account must hold nothing, or
-    a same-repository branch's workflow would get the data bucket without asking for an id-token."""
+    a same-repository branch's workflow would get the data bucket without asking for an id-token. The service
+    holds one grant: creating prediction-log objects (tests/infra/test_monitoring.py checks its condition)."""
     cfg = stack_run.config
     identity = stack_run.platform.identity
     # "Nothing" is about every grant the program registered: the recorded members answer it.
-    members = [reveal(r.inputs).get("member") for r in stack_run.registrations
-               if "IAMMember" in r.type or "IamMember" in r.type]
-    for role in ("serving", "runner"):
-        assert f"serviceAccount:{email(cfg, role)}" not in members, role
+    grants = [reveal(r.inputs) for r in stack_run.registrations
+              if "IAMMember" in r.type or "IamMember" in r.type]
+    members = [g.get("member") for g in grants]
+    assert f"serviceAccount:{email(cfg, 'runner')}" not in members
+    serving = [g for g in grants if g.get("member") == f"serviceAccount:{email(cfg, 'serving')}"]
+    assert [g["role"] for g in serving] == ["roles/storage.objectCreator"]
     assert not hasattr(identity, "runner_bucket")
 
     def check(account_ids):

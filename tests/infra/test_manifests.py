@@ -15,15 +15,18 @@ from infra.mocks import reveal
 from tests.infra.support import DEPLOYMENT, RELEASE
 
 KUBERNETES_VERSION = "1.32.0"
-CRD_GROUPS = {"gateway.networking.k8s.io", "networking.gke.io"}
+CRD_GROUPS = {"gateway.networking.k8s.io", "networking.gke.io"}  # tools/k8s-schemas/validate.mjs
+# Managed Prometheus: its vendored CRD schema, tests/infra/test_monitoring.py.
+GMP_GROUP = "monitoring.googleapis.com"
 EXPECTED_KINDS = {"Namespace", "Secret", "ServiceAccount", "Deployment", "Service", "HorizontalPodAutoscaler",
                   "PodDisruptionBudget", "NetworkPolicy"}
 
 
 def manifests(run) -> list[dict]:
-    """Objects of built-in kinds; the Gateway API and GKE policy CRDs are checked in test_edge.py."""
+    """Objects of built-in kinds; the Gateway API and GKE policy CRDs are checked in test_edge.py, the
+    PodMonitoring in test_monitoring.py."""
     return [m for m in (r.manifest() for r in run.registrations if r.is_kubernetes_object)
-            if m["apiVersion"].split("/")[0] not in CRD_GROUPS]
+            if m["apiVersion"].split("/")[0] not in CRD_GROUPS | {GMP_GROUP}]
 
 
 def runner_pods(run) -> list[dict]:

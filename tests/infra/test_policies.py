@@ -34,6 +34,7 @@ from infra.policy.rules import (
     violations,
 )
 from tests.infra.edge_cases import RESOURCE_PASSES, RESOURCE_REJECTS
+from tests.infra.log_cases import LOG_PASSES, LOG_REJECTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACK_DIR = REPO_ROOT / "infra" / "policy"
@@ -514,6 +515,8 @@ REJECTS = [pytest.param(rule, typ, props, also, id=f"{rule}:{label}") for rule, 
 
 PASSES += RESOURCE_PASSES  # the edge's resource rule (tests/infra/edge_cases.py)
 REJECTS += RESOURCE_REJECTS
+PASSES += LOG_PASSES  # the prediction log's rules (tests/infra/log_cases.py)
+REJECTS += LOG_REJECTS
 
 
 def fired(resource_type: str, props: dict) -> list[str]:
