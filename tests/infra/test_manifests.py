@@ -16,7 +16,7 @@ from tests.infra.support import DEPLOYMENT, RELEASE
 
 KUBERNETES_VERSION = "1.32.0"
 CRD_GROUPS = {"gateway.networking.k8s.io", "networking.gke.io"}  # tools/k8s-schemas/validate.mjs
-# Managed Prometheus: its vendored CRD schema, tests/infra/test_monitoring.py.
+# Managed Prometheus: tools/k8s-schemas/podmonitoring-v1.schema.json, tests/infra/test_monitoring.py.
 GMP_GROUP = "monitoring.googleapis.com"
 EXPECTED_KINDS = {"Namespace", "Secret", "ServiceAccount", "Deployment", "Service", "HorizontalPodAutoscaler",
                   "PodDisruptionBudget", "NetworkPolicy"}

@@ -7,12 +7,12 @@ recorded inputs, because those are what the engine, the pack and the API server 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import jsonschema
 import pulumi
 import pytest
-import yaml
 
 from infra.components.monitoring import (
     IMAGES_PREFIX,
@@ -30,8 +30,7 @@ from tests.infra.test_config import SECRET
 POOL = "projects/123456789012/locations/global/workloadIdentityPools/orbit-github"
 PODMONITORING = "kubernetes:monitoring.googleapis.com/v1:PodMonitoring"
 ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
-CRD = Path(__file__).resolve().parents[2] / "tools" / "k8s-schemas" / "crds" / \
-    "monitoring.googleapis.com_podmonitorings.yaml"
+SCHEMA = Path(__file__).resolve().parents[2] / "tools" / "k8s-schemas" / "podmonitoring-v1.schema.json"
 
 
 def bucket_name(cfg) -> str:
@@ -155,31 +154,10 @@ def test_pod_monitoring_scrapes_the_service_metrics(stack_run, first_up_run):
     assert stack_run.one("kubernetes:apps/v1:Deployment").urn in stack_run.one(PODMONITORING).dependencies
 
 
-def strict(schema):
-    """The CRD's structural schema as the API server's strict field validation applies it: unknown fields
-    are errors wherever the schema lists properties and does not preserve unknown fields."""
-    if isinstance(schema, dict):
-        schema = {k: strict(v) for k, v in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema \
-                and not schema.get("x-kubernetes-preserve-unknown-fields"):
-            schema["additionalProperties"] = False
-        return schema
-    if isinstance(schema, list):
-        return [strict(v) for v in schema]
-    return schema
-
-
 def pod_monitoring_schema() -> dict:
-    """openAPIV3Schema of PodMonitoring v1 from the CRD Google's operator installs (vendored, see its header
-    and tools/k8s-schemas/crds/README.md); no npm package covers monitoring.googleapis.com."""
-    crd = yaml.safe_load(CRD.read_text())
-    assert crd["spec"]["group"] == "monitoring.googleapis.com"
-    assert crd["spec"]["names"]["kind"] == "PodMonitoring"
-    [v1] = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-    assert v1["served"] and v1["storage"]
-    schema = strict(v1["schema"]["openAPIV3Schema"])
-    schema["properties"]["metadata"] = {"type": "object"}  # ObjectMeta: checked by the API server itself
-    return schema
+    """The v1 PodMonitoring schema written for orbit (tools/k8s-schemas/podmonitoring-v1.schema.json): no
+    npm or PyPI package covers monitoring.googleapis.com."""
+    return json.loads(SCHEMA.read_text())
 
 
 def schema_errors(manifest: dict) -> list[str]:
