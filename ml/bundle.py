@@ -2,7 +2,8 @@
 
     model/model.keras   the trained Keras model (training, evaluation)
     model/model.onnx    the inference graph without augmentation; outputs `probabilities` and `embedding`
-    model/meta.json     :class:`BundleMeta`: classes, preprocessing, params, versions, embedding width
+    model/meta.json     :class:`BundleMeta`: classes, preprocessing, params, versions, novelty summary
+    model/novelty.npz   the unknown-image detector fitted on the embeddings of model.onnx (ml/novelty.py)
 
 Train writes meta.json through :func:`write_bundle_meta`; evaluate, serving, packaging and the demo read it
 through :func:`read_bundle`, so the contract between training and serving is this file and nothing else.
@@ -24,6 +25,7 @@ MODEL_DIR = Path("model")
 KERAS_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
 META_FILE = "meta.json"
+NOVELTY_FILE = "novelty.npz"  # ml.novelty re-exports it; defined here so the bundle lists all its files
 
 #: The command that (re)creates every file of the bundle.
 FIX = "run the train stage first: `make repro` (or `dvc repro train`) trains and exports the model"
@@ -46,6 +48,22 @@ class PreprocessSpec(BaseModel):
         return PreprocessConfig(image_size=self.image_size, color_mode=self.color_mode)
 
 
+class NoveltySpec(BaseModel):
+    """meta.json's `novelty` section: :meth:`ml.novelty.NoveltyModel.describe` of the fitted detector."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(NOVELTY_FILE, description="the fitted arrays, next to meta.json")
+    method: str
+    threshold: float = Field(description="a novelty score above it answers `unknown: true`")
+    false_unknown_rate: float = Field(gt=0.0, lt=1.0, description="the wanted share of known images flagged")
+    val_flagged_rate: float = Field(ge=0.0, le=1.0, description="the share of validation images flagged")
+    n_train: int = Field(ge=1)
+    n_val: int = Field(ge=1)
+    embedding_dim: int = Field(ge=1)
+    n_classes: int = Field(ge=1)
+
+
 class BundleMeta(BaseModel):
     """meta.json, validated: everything needed to use the exported model without the training code."""
 
@@ -57,7 +75,9 @@ class BundleMeta(BaseModel):
     versions: dict[str, str] = Field(description="keras, tf2onnx, onnx, onnxruntime, ... at export time")
     n_train: int = Field(ge=0, description="training images")
     embedding_dim: int = Field(ge=1, description="width of the `embedding` output of model.onnx")
-    novelty: dict | None = None  # filled by the novelty integration (ml/novelty.py)
+    novelty: NoveltySpec | None = Field(
+        None, description="the unknown-image detector; None only in bundles made before it existed"
+    )
 
     @field_validator("classes")
     @classmethod

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml import origin
+from ml import novelty_eval, origin
 from ml.bundle import KERAS_FILE, MODEL_DIR, BundleError, BundleMeta, bundle_file, read_bundle
 from ml.params import DEFAULT_PARAMS_PATH, ParamsError, load_params
 from ml.prepare import PREPARED_DIR, PrepareError, Split, load_split, read_manifest
@@ -34,6 +34,7 @@ PLOTS_DIR = "plots"
 METRIC_KEYS = (
     "accuracy", "loss", "precision_macro", "recall_macro", "f1_macro", "per_class_accuracy", "n_val",
     *origin.METRIC_KEYS,
+    *novelty_eval.METRIC_KEYS,
 )
 
 
@@ -149,11 +150,18 @@ def evaluate(
     metrics = compute_metrics(val.y, probs, val.classes)
     labelled = read_manifest(prepared_dir).get("labelled", {})  # before/after a data change: ml/origin.py
     metrics |= origin.origin_metrics(val.files, val.y, y_pred, labelled)
+    try:  # the unknown-image detector, through the exported graph as the service runs it
+        novelty, scores, threshold = novelty_eval.novelty_metrics(model_dir, meta, val.x, val.y)
+    except BundleError as exc:
+        raise EvaluateError(str(exc)) from None
+    metrics |= novelty
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     write_predictions(out_dir / PREDICTIONS_FILE, val, probs)
     figures = plots.draw_all(out_dir / PLOTS_DIR, val, probs, history_path, preview_count)
+    figures.append(("Novelty: known vs unknown images",
+                    plots.novelty_histogram(scores, threshold, out_dir / PLOTS_DIR / plots.NOVELTY_PNG)))
     report_path = out_dir / REPORT_FILE
     report.write_report(
         report_path,
@@ -176,7 +184,18 @@ def summary(metrics: dict) -> str:
         f"  macro P/R/F1  {metrics['precision_macro']:.4f} / {metrics['recall_macro']:.4f} / "
         f"{metrics['f1_macro']:.4f}",
         "  lowest per-class accuracy: " + ", ".join(f"{k} {v:.3f}" for v, k in worst),
+        *_novelty_lines(metrics),
     ])
+
+
+def _novelty_lines(metrics: dict) -> list[str]:
+    if "novelty_val_flagged" not in metrics:
+        return []
+    sets = ", ".join(
+        f"{name} {metrics[f'novelty_flagged_{name}']:.1%} (AUROC {metrics[f'novelty_auroc_{name}']:.4f})"
+        for name in novelty_eval.UNKNOWN_SETS
+    )
+    return [f"  unknown: {metrics['novelty_val_flagged']:.1%} of validation images flagged; flagged {sets}"]
 
 
 def main(argv: list[str] | None = None) -> int:

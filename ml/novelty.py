@@ -25,9 +25,9 @@ from typing import get_args
 
 import numpy as np
 
+from ml.bundle import FIX, NOVELTY_FILE, BundleError, BundleMeta
 from ml.params import NoveltyParams
 
-NOVELTY_FILE = "novelty.npz"
 FORMAT_VERSION = 1
 METHODS: tuple[str, ...] = get_args(NoveltyParams.model_fields["method"].annotation)
 #: A class mean from fewer images is mostly noise, and its images would all look unknown to each other.
@@ -264,11 +264,46 @@ class NoveltyModel:
             ) from None
 
 
+def embed_batches(run, x: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, embeddings) of `x` through `run` (:meth:`ml.inference.Predictor.run`), by batch."""
+    parts = [run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)] or [run(x[:0])]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def load_from_bundle(folder: Path, meta: BundleMeta) -> NoveltyModel:
+    """The bundle's novelty model, checked against its meta.json; any problem is a BundleError with the fix.
+
+    The service refuses a bundle without one: it could not say `unknown`, and answering every dwarf planet
+    with a confident known class is what the detector exists to prevent.
+    """
+    path = Path(folder) / NOVELTY_FILE
+    if meta.novelty is None:
+        raise BundleError(
+            f"{Path(folder) / 'meta.json'} describes no novelty model (a bundle from before the "
+            f"unknown-image detector); {FIX}, which also fits {NOVELTY_FILE}"
+        )
+    try:
+        model = NoveltyModel.load(path)
+    except NoveltyError as exc:
+        raise BundleError(f"{exc}; {FIX}") from None
+    described = model.describe()
+    if model.embedding_dim != meta.embedding_dim or len(meta.classes) != model.n_classes \
+            or described["threshold"] != meta.novelty.threshold:
+        raise BundleError(
+            f"{path} (embedding width {model.embedding_dim}, {model.n_classes} classes, threshold "
+            f"{model.threshold:.4g}) does not belong to meta.json (width {meta.embedding_dim}, "
+            f"{len(meta.classes)} classes, threshold {meta.novelty.threshold:.4g}); {FIX}"
+        )
+    return model
+
+
 __all__ = [
     "METHODS",
     "MIN_IMAGES_PER_CLASS",
     "NOVELTY_FILE",
     "NoveltyError",
     "NoveltyModel",
+    "embed_batches",
+    "load_from_bundle",
     "threshold_for_rate",
 ]

@@ -20,6 +20,7 @@ HISTORY_PNG = "training_history.png"
 CONFUSION_PNG = "confusion_matrix.png"
 PREVIEW_PNG = "predictions_preview.png"
 MISCLASSIFIED_PNG = "misclassified.png"
+NOVELTY_PNG = "novelty_histogram.png"
 MAX_MISCLASSIFIED = 48
 RIGHT, WRONG = "#1a7f37", "#cf222e"
 
@@ -133,3 +134,25 @@ def draw_all(
         grid = nothing_plot(message, out_dir / MISCLASSIFIED_PNG)
     figures.append(("Misclassified images", grid))
     return figures
+
+
+def novelty_histogram(scores: dict[str, np.ndarray], threshold: float, path: Path) -> Path:
+    """Novelty of known (`scores["known"]`) vs each unknown set, with the threshold. Scores beyond a few
+    times the known range are piled into the last bin, so the known side stays readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    known = scores["known"]
+    low = float(min(known.min(), threshold))
+    span = max(float(known.max()), threshold) - low
+    high = low + 3 * span if span > 0 else low + 1.0
+    bins = np.linspace(low, high, 61)
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    for name, values in scores.items():
+        ax.hist(np.clip(values, low, high), bins=bins, histtype="step" if name != "known" else "stepfilled",
+                alpha=0.45 if name == "known" else 0.9, linewidth=1.6, density=True,
+                label=f"{name.replace('_', ' ')} ({len(values)})", color=RIGHT if name == "known" else None)
+    ax.axvline(threshold, color=WRONG, linestyle="--", label=f"threshold {threshold:.1f}")
+    ax.set(xlabel=f"novelty (higher = less like the training images; clipped at {high:.0f})",
+           ylabel="density", title="Novelty of known (validation) and unknown images")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -58,6 +58,38 @@ def origin_table(metrics: dict) -> str:
     )
 
 
+#: (metrics.json suffix, what the set is) for the unknown-images table; the keys are ml/novelty_eval.py's.
+_UNKNOWN_SETS = (
+    ("unknown_bodies", "synthetic dwarf planets (bodies the model never saw)"),
+    ("photos", "random crops of ordinary photos"),
+    ("noise", "uniform and Gaussian pixel noise"),
+    ("gradients", "flat colour gradients"),
+)
+
+
+def novelty_table(metrics: dict) -> str:
+    """Share flagged `unknown` and AUROC per image set; empty when metrics.json predates the detector."""
+    if "novelty_val_flagged" not in metrics:
+        return ""
+    known = (
+        f"<tr><td>known</td><td>the validation split</td>{_num(metrics['novelty_val_flagged'], low=-1.0)}"
+        "<td class='n'>n/a</td></tr>"
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(name.replace('_', ' '))}</td><td>{html.escape(what)}</td>"
+        f"{_num(metrics.get(f'novelty_flagged_{name}'), low=0.95)}"
+        f"{_num(metrics.get(f'novelty_auroc_{name}'))}</tr>"
+        for name, what in _UNKNOWN_SETS
+    )
+    return (
+        f"<h2>Unknown images</h2><p>An image answers <code>unknown: true</code> when its novelty exceeds "
+        f"{metrics['novelty_threshold']:.3f} (set on the validation split). Accuracy of the exported model "
+        f"the service runs: {metrics['accuracy_served']:.4f}.</p>"
+        "<table><tr><th>images</th><th>what they are</th><th>flagged unknown</th><th>AUROC vs known</th></tr>"
+        f"{known}{rows}</table>"
+    )
+
+
 def render(
     *,
     metrics: dict,
@@ -103,6 +135,7 @@ def render(
 <p class="sub">planet/moon classifier: {esc(setup)}</p>
 <h2>Metrics (validation split)</h2><table>{rows}</table>
 {origin_table(metrics)}
+{novelty_table(metrics)}
 <h2>Per class</h2>
 <table><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>
 {class_rows}</table>

@@ -1,7 +1,8 @@
 """DVC stage `train`: fit the CNN on data/prepared/train.npz and save it with what serving needs to use it.
 
 Writes the model bundle (ml/bundle.py): ``model/model.keras``, ``model/model.onnx`` (exported and checked
-against Keras on the whole validation split by ml/export.py) and ``model/meta.json``; and
+against Keras on the whole validation split by ml/export.py), ``model/novelty.npz`` (the unknown-image
+detector, fitted on the embeddings of the exported graph: what serving computes) and ``model/meta.json``; and
 ``evaluation/history.csv`` (one row per epoch, for the history plot). Seeds and TensorFlow's op
 determinism make the same data and params give the same weights, hence the same metrics.
 """
@@ -15,9 +16,20 @@ import sys
 import time
 from pathlib import Path
 
-from ml.bundle import KERAS_FILE, META_FILE, MODEL_DIR, ONNX_FILE, BundleError, BundleMeta, write_bundle_meta
+from ml.bundle import (
+    KERAS_FILE,
+    META_FILE,
+    MODEL_DIR,
+    NOVELTY_FILE,
+    ONNX_FILE,
+    BundleError,
+    BundleMeta,
+    NoveltySpec,
+    write_bundle_meta,
+)
 from ml.export import ExportError, check_parity, export_onnx, runtime_versions
 from ml.inference import Predictor
+from ml.novelty import NoveltyError, NoveltyModel, embed_batches
 from ml.params import DEFAULT_PARAMS_PATH, Params, ParamsError, load_params
 from ml.prepare import PREPARED_DIR, PrepareError, load_split, read_manifest
 from ml.runtime import import_tensorflow, make_deterministic
@@ -83,6 +95,17 @@ def write_history(history: dict[str, list[float]], path: Path) -> None:
             writer.writerow([i + 1, *(f"{history[k][i]:.6f}" for k in HISTORY_COLUMNS[1:])])
 
 
+def fit_novelty(predictor: Predictor, train_split, val_split, params: Params) -> NoveltyModel:
+    """The unknown-image detector on the embeddings of the exported graph (the numbers serving sees):
+    class Gaussians from the training split, the threshold from the validation split."""
+    _, train_embeddings = embed_batches(predictor.run, train_split.x)
+    _, val_embeddings = embed_batches(predictor.run, val_split.x)
+    try:
+        return NoveltyModel.fit(train_embeddings, train_split.y, val_embeddings, params=params.novelty)
+    except NoveltyError as exc:
+        raise TrainError(f"the novelty model cannot be fitted: {exc}") from None
+
+
 def train(
     params: Params,
     prepared_dir: Path = PREPARED_DIR,
@@ -121,6 +144,7 @@ def train(
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / KERAS_FILE)
     (model_dir / META_FILE).unlink(missing_ok=True)  # no meta.json until the export has passed its check
+    (model_dir / NOVELTY_FILE).unlink(missing_ok=True)
     width = export_onnx(model, model_dir / ONNX_FILE)
     meta = BundleMeta(
         classes=manifest["classes"],
@@ -130,9 +154,16 @@ def train(
         n_train=len(train_split.y),
         embedding_dim=width,
     )
-    parity = check_parity(model, Predictor.open(model_dir / ONNX_FILE, meta), val_split.x)
+    predictor = Predictor.open(model_dir / ONNX_FILE, meta)
+    parity = check_parity(model, predictor, val_split.x)
     log(f"export: {model_dir / ONNX_FILE} matches Keras on all {parity['images']} validation images "
         f"(largest probability difference {parity['max_abs_diff']:.1e})")
+    novelty = fit_novelty(predictor, train_split, val_split, params)
+    novelty.save(model_dir / NOVELTY_FILE)
+    log(f"novelty: {params.novelty.method}, threshold {novelty.threshold:.3f} flags "
+        f"{novelty.val_flagged_rate:.1%} of {novelty.n_val} validation images "
+        f"(wanted {params.novelty.false_unknown_rate:.1%})")
+    meta = meta.model_copy(update={"novelty": NoveltySpec(**novelty.describe())})
     write_bundle_meta(model_dir, meta)
     write_history(fit.history, history_path)
     return model
@@ -152,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, TrainError, ExportError, BundleError) as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 2
-    files = ", ".join(str(args.model_dir / name) for name in (KERAS_FILE, ONNX_FILE, META_FILE))
+    files = ", ".join(str(args.model_dir / name) for name in (KERAS_FILE, ONNX_FILE, NOVELTY_FILE, META_FILE))
     print(f"train: wrote {files} and {args.history} "
           f"in {time.perf_counter() - start:.1f} s")
     return 0

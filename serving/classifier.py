@@ -4,8 +4,10 @@ The model is the exported graph run by :class:`ml.inference.Predictor` (onnxrunt
 from a bundle folder (the training output, or the copy inside a BentoML model), so the service, the
 benchmark and the tests run exactly the same inference code.
 
+The bundle's novelty model (ml/novelty.py) scores the embeddings of the same model call, so each answer
+says whether the image looks like none of the known classes (`unknown`) without a second forward pass.
 Each upload's :class:`Classified` keeps what monitoring needs later (embedding, preprocessed pixels, the
-original size and mode) so that a prediction can be logged and scored without a second forward pass.
+original size and mode) so that a prediction can be logged and described without running the model again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ml.inference import Predictor
+from ml.novelty import NoveltyModel, load_from_bundle
 from ml.preprocess import DEFAULT_MAX_PIXELS, InvalidImageError, PreprocessConfig, load_image, preprocess
 
 
@@ -32,6 +35,8 @@ class Classified:
     width: int  # the upload as decoded, before EXIF rotation and resizing
     height: int
     mode: str  # Pillow's mode of the upload: "RGB", "L", "RGBA", "P", "I;16", ...
+    novelty: float  # higher = less like the training images (ml.novelty)
+    unknown: bool  # novelty above the threshold chosen on validation data
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class Prepared:
 @dataclass
 class Classifier:
     predictor: Predictor
+    novelty: NoveltyModel
 
     @property
     def classes(self) -> list[str]:
@@ -56,8 +62,10 @@ class Classifier:
 
     @classmethod
     def load(cls, folder: str | os.PathLike, *, threads: int = 1) -> Classifier:
-        """Load and check the bundle; `threads` is onnxruntime's intra-op pool (see Predictor.open)."""
-        return cls(predictor=Predictor.load(Path(folder), threads=threads))
+        """Load and check the bundle, novelty model included (a bundle without one is refused with the fix);
+        `threads` is onnxruntime's intra-op pool (see Predictor.open)."""
+        predictor = Predictor.load(Path(folder), threads=threads)
+        return cls(predictor=predictor, novelty=load_from_bundle(Path(folder), predictor.meta))
 
     def classify(
         self, uploads: Sequence[bytes], *, max_pixels: int = DEFAULT_MAX_PIXELS
@@ -77,15 +85,17 @@ class Classifier:
         if not good:
             return list(slots)  # type: ignore[arg-type]  # only errors
         probabilities, embeddings = self.predictor.run(np.stack([p.pixels for p in good]))
-        answers = iter(zip(good, probabilities, embeddings, strict=True))
+        scores = self.novelty.score(embeddings)  # the same call's embeddings: no second forward pass
+        threshold = self.novelty.threshold
+        answers = iter(zip(good, probabilities, embeddings, scores, strict=True))
         results: list[Classified | InvalidImageError] = []
         for slot in slots:
             if isinstance(slot, InvalidImageError):
                 results.append(slot)
                 continue
-            prepared, probs, embedding = next(answers)
+            prepared, probs, embedding, score = next(answers)
             results.append(Classified(probs, embedding, prepared.pixels, prepared.width, prepared.height,
-                                      prepared.mode))
+                                      prepared.mode, float(score), bool(score > threshold)))
         return results
 
     def prepare(self, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
@@ -108,12 +118,15 @@ class Classifier:
 
     def warm_up(self) -> None:
         self.predictor.warm_up()
+        self.novelty.score(np.zeros((2, self.novelty.embedding_dim), dtype=np.float32))
 
-    def to_response(self, probabilities: Sequence[float]) -> dict[str, Any]:
-        """`{"prediction": class, "probabilities": {class: p}}`, the body `/predict` answers."""
-        probs = [float(p) for p in probabilities]
+    def to_response(self, result: Classified) -> dict[str, Any]:
+        """`{"prediction", "probabilities": {class: p}, "unknown", "novelty"}`: the body of `/predict`."""
+        probs = [float(p) for p in result.probabilities]
         best = max(range(len(probs)), key=probs.__getitem__)
         return {
             "prediction": self.classes[best],
             "probabilities": dict(zip(self.classes, probs, strict=True)),
+            "unknown": result.unknown,
+            "novelty": result.novelty,
         }

@@ -30,7 +30,7 @@ def quiet(*_):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("evaluate")
-    generate_dataset(root / "raw", per_class=5, size=32, seed=2, classes=CLASSES)
+    generate_dataset(root / "raw", per_class=12, size=32, seed=2, classes=CLASSES)
     params = parse_params(TINY)
     prep.prepare(params.prepare, root / "raw", root / "prepared", log=quiet)
     tr.train(params, root / "prepared", root / "model", root / "history.csv", log=quiet)
@@ -102,7 +102,7 @@ def test_report_is_one_self_contained_file_with_every_plot(evaluated):
     text = report_path.read_text()
     pngs = sorted((out / "plots").glob("*.png"))
     assert {p.name for p in pngs} == {
-        plots.HISTORY_PNG, plots.CONFUSION_PNG, plots.PREVIEW_PNG, plots.MISCLASSIFIED_PNG
+        plots.HISTORY_PNG, plots.CONFUSION_PNG, plots.PREVIEW_PNG, plots.MISCLASSIFIED_PNG, plots.NOVELTY_PNG
     }
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
     assert sorted(base64.b64decode(e) for e in embedded) == sorted(p.read_bytes() for p in pngs)
@@ -111,6 +111,45 @@ def test_report_is_one_self_contained_file_with_every_plot(evaluated):
     for name in CLASSES:
         assert f"<td>{name}</td>" in text
     assert "accuracy" in text and "Misclassified" in text
+    assert "Unknown images" in text and "novelty" in text
+
+
+def test_novelty_numbers_are_those_of_the_served_model(evaluated, workspace):
+    """metrics.json's novelty keys come from model.onnx + novelty.npz, as the service computes them."""
+    from ml import novelty_eval
+    from ml.bundle import read_bundle
+    from ml.inference import Predictor
+    from ml.novelty import load_from_bundle
+
+    metrics, _, _ = evaluated
+    assert set(novelty_eval.METRIC_KEYS) <= set(metrics)
+    meta = read_bundle(workspace / "model")
+    val = prep.load_split("val", workspace / "prepared")
+    probabilities, embeddings = Predictor.load(workspace / "model").run(val.x)
+    detector = load_from_bundle(workspace / "model", meta)
+    assert metrics["accuracy_served"] == pytest.approx(metrics["accuracy"], abs=1e-6)  # exported = Keras
+    assert metrics["novelty_threshold"] == pytest.approx(meta.novelty.threshold, abs=1e-6)
+    assert metrics["novelty_val_flagged"] == pytest.approx(detector.is_unknown(embeddings).mean(), abs=1e-6)
+    noise = novelty_eval.unknown_inputs(meta.preprocess_config, n=20)["noise"]
+    flagged = detector.is_unknown(Predictor.load(workspace / "model").run(noise)[1]).mean()
+    assert flagged == pytest.approx(metrics["novelty_flagged_noise"], abs=0.25)  # 20 of the same 100
+    for name in novelty_eval.UNKNOWN_SETS:
+        assert 0.0 <= metrics[f"novelty_flagged_{name}"] <= 1.0
+        assert 0.0 <= metrics[f"novelty_auroc_{name}"] <= 1.0
+    # even a two-epoch model on 16-pixel images ranks pixel noise above planets
+    assert metrics["novelty_auroc_noise"] > 0.8
+
+
+def test_unknown_sets_are_deterministic():
+    from ml import novelty_eval
+    from ml.preprocess import PreprocessConfig
+
+    config = PreprocessConfig(16, "rgb")
+    a, b = novelty_eval.unknown_inputs(config, n=6), novelty_eval.unknown_inputs(config, n=6)
+    assert list(a) == list(novelty_eval.UNKNOWN_SETS)
+    for name in a:
+        assert a[name].shape == (6, 16, 16, 3)
+        np.testing.assert_array_equal(a[name], b[name])
 
 
 def test_a_perfect_model_gets_a_clear_none_image_and_table(tmp_path):

@@ -29,7 +29,7 @@ def quiet(*_):
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train")
-    generate_dataset(root / "raw", per_class=8, size=32, seed=1, classes=CLASSES)
+    generate_dataset(root / "raw", per_class=12, size=32, seed=1, classes=CLASSES)
     prep.prepare(parse_params(TINY).prepare, root / "raw", root / "prepared", log=quiet)
     return root / "prepared"
 
@@ -134,3 +134,50 @@ def test_an_export_that_answers_differently_fails_naming_the_mismatch(trained, p
     assert check_parity(model, Predictor.load(out / "model"), x)["max_abs_diff"] <= 1e-4
     with pytest.raises(ExportError, match=r"differ by more than 0\.0001"):
         check_parity(other, Predictor.load(out / "model"), x)
+
+
+def test_fits_the_novelty_model_on_the_exported_graphs_embeddings(trained, prepared):
+    from ml.bundle import NOVELTY_FILE, read_bundle
+    from ml.inference import Predictor
+    from ml.novelty import load_from_bundle
+    from ml.preprocess import preprocess
+    from ml.synthetic import probe_images
+
+    _, out = trained
+    meta = read_bundle(out / "model")
+    assert meta.novelty is not None and (out / "model" / NOVELTY_FILE).is_file()
+    detector = load_from_bundle(out / "model", meta)
+    predictor = Predictor.load(out / "model")
+    train, val = prep.load_split("train", prepared), prep.load_split("val", prepared)
+    assert (meta.novelty.n_train, meta.novelty.n_val) == (len(train.y), len(val.y))
+    assert meta.novelty.false_unknown_rate == parse_params(TINY).novelty.false_unknown_rate
+    # the threshold was set on the validation embeddings of model.onnx: the recorded share is theirs
+    flagged = detector.is_unknown(predictor.run(val.x)[1])
+    assert flagged.mean() == pytest.approx(meta.novelty.val_flagged_rate)
+    noise = np.stack([preprocess(im, meta.preprocess_config)
+                      for im in probe_images("noise", 20, np.random.default_rng(0))])
+    # a 3-epoch model on 27 images flags little, but it already ranks pixel noise above known planets
+    noise_scores = detector.score(predictor.run(noise)[1])
+    val_scores = detector.score(predictor.run(val.x)[1])
+    assert np.median(noise_scores) > np.median(val_scores)
+
+
+def test_a_bundle_without_or_with_a_foreign_novelty_model_is_refused(trained, tmp_path):
+    import shutil
+
+    from ml.bundle import NOVELTY_FILE, BundleError, read_bundle, write_bundle_meta
+    from ml.novelty import load_from_bundle
+
+    _, out = trained
+    folder = tmp_path / "model"
+    shutil.copytree(out / "model", folder)
+    meta = read_bundle(folder)
+    write_bundle_meta(folder, meta.model_copy(update={"novelty": None}))
+    with pytest.raises(BundleError, match=r"no novelty model.*make repro"):
+        load_from_bundle(folder, read_bundle(folder))
+    other = meta.novelty.model_copy(update={"threshold": meta.novelty.threshold + 1})
+    with pytest.raises(BundleError, match="does not belong to meta.json"):
+        load_from_bundle(folder, meta.model_copy(update={"novelty": other}))
+    (folder / NOVELTY_FILE).unlink()
+    with pytest.raises(BundleError, match=r"novelty.npz not found.*make repro"):
+        load_from_bundle(folder, meta)

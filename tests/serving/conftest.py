@@ -65,12 +65,32 @@ def corrupt_exif_jpeg(colour: tuple[int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
+def known_discs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, labels): `n` discs per class of varied size, shape and shade, preprocessed like uploads."""
+    from ml.preprocess import PreprocessConfig, preprocess
+
+    rng = np.random.default_rng(seed)
+    config = PreprocessConfig(IMAGE_SIZE, "rgb")
+    pixels, labels = [], []
+    for label, name in enumerate(CLASSES):
+        for _ in range(n):
+            colour = tuple(int(c) for c in np.clip(np.add(COLOURS[name], rng.integers(-25, 26, 3)), 0, 255))
+            size = (int(rng.integers(32, 72)), int(rng.integers(32, 72)))
+            pixels.append(preprocess(disc(colour, size=size), config))
+            labels.append(label)
+    return np.stack(pixels), np.array(labels)
+
+
 def build_model_dir(folder: Path) -> Path:
-    """The bundle training writes: model.keras, its ONNX export and meta.json, through ml.bundle/ml.export."""
+    """The bundle training writes: model.keras, its ONNX export, the novelty model and meta.json, through
+    ml.bundle/ml.export/ml.novelty. The novelty model is fitted on discs like the ones the tests send."""
     import keras
 
-    from ml.bundle import BundleMeta, write_bundle_meta
+    from ml.bundle import NOVELTY_FILE, BundleMeta, NoveltySpec, write_bundle_meta
     from ml.export import export_onnx, runtime_versions
+    from ml.inference import Predictor
+    from ml.novelty import NoveltyModel
+    from ml.params import NoveltyParams
 
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
     conv = keras.layers.Conv2D(3, 1, use_bias=False, name="identity")
@@ -84,7 +104,13 @@ def build_model_dir(folder: Path) -> Path:
     width = export_onnx(model, folder / "model.onnx")
     meta = BundleMeta(classes=CLASSES, preprocess={"image_size": IMAGE_SIZE, "color_mode": "rgb"}, params={},
                       versions=runtime_versions(), n_train=0, embedding_dim=width)
-    write_bundle_meta(folder, meta)
+    predictor = Predictor.open(folder / "model.onnx", meta)
+    train_x, train_y = known_discs(20, seed=1)
+    val_x, _ = known_discs(10, seed=2)
+    novelty = NoveltyModel.fit(predictor.run(train_x)[1], train_y, predictor.run(val_x)[1],
+                               params=NoveltyParams())
+    novelty.save(folder / NOVELTY_FILE)
+    write_bundle_meta(folder, meta.model_copy(update={"novelty": NoveltySpec(**novelty.describe())}))
     return folder
 
 

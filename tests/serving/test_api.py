@@ -29,7 +29,8 @@ def expected_probabilities(keras_model, payloads: list[bytes]) -> np.ndarray:
 
 
 def assert_prediction_schema(body: dict) -> None:
-    assert set(body) == {"prediction", "probabilities"}
+    assert set(body) == {"prediction", "probabilities", "unknown", "novelty"}
+    assert isinstance(body["unknown"], bool) and isinstance(body["novelty"], float)
     assert list(body["probabilities"]) == CLASSES
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert body["prediction"] == max(body["probabilities"], key=body["probabilities"].get)
@@ -91,6 +92,61 @@ def test_rgba_transparency_is_black_not_white(client):
     assert response.json()["prediction"] == "Mars"
 
 
+def unknown_images() -> dict[str, bytes]:
+    """Images of none of the classes: dwarf planets the model never saw, pixel noise, a photo crop."""
+    from ml.synthetic import probe_images, render_unknown
+
+    rng = np.random.default_rng(5)
+    return {
+        "Eris": encode(render_unknown("Eris", 128, rng)),
+        "Ceres": encode(render_unknown("Ceres", 128, rng)),
+        "noise": encode(probe_images("noise", 1, rng)[0]),
+        "photo": encode(probe_images("photos", 1, rng)[0]),
+    }
+
+
+@pytest.mark.parametrize("name", ["Eris", "Ceres", "noise", "photo"])
+def test_an_image_of_no_known_class_comes_back_unknown(client, name):
+    response = post_image(client, unknown_images()[name])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_prediction_schema(body)
+    assert body["unknown"] is True, body  # still answered with its nearest class, as before
+    known = post_image(client, encode(disc(COLOURS["Mars"]))).json()
+    assert known["unknown"] is False and body["novelty"] > known["novelty"]
+
+
+def test_novelty_is_the_bundles_score_of_the_same_model_call(model_dir):
+    """One model call per batch gives both answers; novelty is ml.novelty's score of its embeddings."""
+    from ml.inference import Predictor
+    from ml.novelty import load_from_bundle
+
+    classifier = Classifier.load(model_dir)
+    calls = []
+    run = classifier.predictor.run
+    classifier.predictor.run = lambda x: calls.append(len(x)) or run(x)
+    payloads = [encode(disc(COLOURS[c])) for c in CLASSES] + list(unknown_images().values())
+    results = classifier.classify(payloads)
+    assert calls == [len(payloads)]  # no second forward pass for the embedding
+    predictor = Predictor.load(model_dir)
+    detector = load_from_bundle(model_dir, predictor.meta)
+    embeddings = predictor.run(preprocess_batch(payloads, CONFIG))[1]
+    np.testing.assert_allclose([r.novelty for r in results], detector.score(embeddings), rtol=1e-6, atol=1e-6)
+    assert [r.unknown for r in results] == [False] * len(CLASSES) + [True] * len(unknown_images())
+
+
+def test_a_bundle_without_a_novelty_model_is_refused_with_the_fix(model_dir, tmp_path):
+    import shutil
+
+    from ml.bundle import BundleError, read_bundle, write_bundle_meta
+
+    folder = tmp_path / "old-bundle"
+    shutil.copytree(model_dir, folder)
+    write_bundle_meta(folder, read_bundle(folder).model_copy(update={"novelty": None}))
+    with pytest.raises(BundleError, match=r"no novelty model.*make repro"):
+        Classifier.load(folder)
+
+
 def test_predict_batch_answers_each_image_in_order(client):
     order = ["Neptune", "Mars", "Uranus", "Mars"]
     files = [("images", (f"{i}.jpg", encode(disc(COLOURS[c])), "image/jpeg")) for i, c in enumerate(order)]
@@ -100,8 +156,19 @@ def test_predict_batch_answers_each_image_in_order(client):
     assert [item["prediction"] for item in body] == order
     for item, (_, (_, data, _)) in zip(body, files, strict=True):
         assert_prediction_schema(item)
-        single = post_image(client, data).json()["probabilities"]
-        np.testing.assert_allclose(list(item["probabilities"].values()), list(single.values()), atol=1e-5)
+        single = post_image(client, data).json()
+        np.testing.assert_allclose(
+            list(item["probabilities"].values()), list(single["probabilities"].values()), atol=1e-5
+        )
+        assert item["unknown"] is single["unknown"] is False
+        assert item["novelty"] == pytest.approx(single["novelty"], abs=1e-3)
+
+
+def test_predict_batch_flags_each_unknown_image(client):
+    payloads = [encode(disc(COLOURS["Uranus"])), unknown_images()["noise"], encode(disc(COLOURS["Mars"]))]
+    files = [("images", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(payloads)]
+    body = client.post("/predict_batch", files=files).json()
+    assert [item["unknown"] for item in body] == [False, True, False]
 
 
 def test_parity_with_the_pipeline_evaluation(client, keras_model, tmp_path):

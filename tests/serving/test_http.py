@@ -8,6 +8,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.serving.conftest import (
@@ -111,6 +112,46 @@ def test_concurrent_requests_all_answered_and_counted_in_metrics(server_url):
     assert batch_size_total(server_url) - before == len(colours)  # every image went through the model once
     metrics = httpx.get(f"{server_url}/metrics", timeout=10).text
     assert "bentoml_service_request_total" in metrics or "bentoml_api_server_request_total" in metrics
+
+
+def series(text: str, name: str) -> dict[str, float]:
+    """{labels: value} of one metric in Prometheus' text format ("" for a series without labels)."""
+    pattern = rf"^{re.escape(name)}(\{{[^}}]*\}})? ([0-9.e+-]+|[+-]Inf|NaN)$"
+    return {m.group(1) or "": float(m.group(2)) for m in re.finditer(pattern, text, re.MULTILINE)}
+
+
+def test_metrics_count_predictions_by_class_unknowns_and_novelty(server_url, model_dir):
+    from ml.bundle import read_bundle
+    from ml.synthetic import probe_images
+
+    threshold = read_bundle(model_dir).novelty.threshold
+    noise = encode(probe_images("noise", 1, np.random.default_rng(3))[0])
+    before = httpx.get(f"{server_url}/metrics", timeout=10).text
+    for name in ("Mars", "Mars", "Neptune"):
+        httpx.post(f"{server_url}/predict", files={"image": ("x.jpg", encode(disc(COLOURS[name])))},
+                   timeout=30).raise_for_status()
+    answers = [httpx.post(f"{server_url}/predict", files={"image": ("n.jpg", noise)}, timeout=30).json()]
+    batch = [("images", ("u.jpg", encode(disc(COLOURS["Uranus"])))), ("images", ("n.jpg", noise))]
+    answers += httpx.post(f"{server_url}/predict_batch", files=batch, timeout=30).json()
+    assert [a["unknown"] for a in answers] == [True, False, True]
+    after = httpx.get(f"{server_url}/metrics", timeout=10).text
+
+    def delta(name: str) -> dict[str, float]:
+        old = series(before, name)
+        return {k: v - old.get(k, 0.0) for k, v in series(after, name).items()}
+
+    by_class = delta("orbit_predictions_total")
+    assert set(by_class) == {f'{{class="{c}"}}' for c in CLASSES}  # every class, even at 0
+    expected = {"Mars": 2, "Neptune": 1, "Uranus": 1}
+    for answer in answers[::2]:  # the two noise images, answered with their nearest class
+        expected[answer["prediction"]] += 1
+    assert by_class == {f'{{class="{c}"}}': expected[c] for c in CLASSES}
+    assert delta("orbit_unknown_predictions_total") == {"": 2}
+    assert delta("orbit_novelty_count") == {"": 6}
+    buckets = {float(k.split('"')[1]): v for k, v in delta("orbit_novelty_bucket").items()}
+    at_threshold = [v for le, v in buckets.items() if le == pytest.approx(threshold, rel=1e-9)]
+    assert at_threshold == [4]  # le=threshold: the four known images, not the two unknown ones
+    assert buckets[float("inf")] == 6
 
 
 def test_a_storm_of_bad_requests_leaves_good_ones_answered_correctly(server_url):
