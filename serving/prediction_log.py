@@ -58,7 +58,7 @@ class ServiceLog:
         return cls(prediction_log, data_version=data_version, classes=classes)
 
     def record(self, rid: str, upload: bytes, result: Classified) -> None:
-        """Buffer the record of one answered image; never raises (a bug here costs a log line, not a request)."""
+        """Buffer the record of one answered image; never raises (a bug costs a log line, not a request)."""
         try:
             rec = make_record(
                 time=datetime.now(UTC),

@@ -119,7 +119,9 @@ class PlanetClassifier:
         # it keeps full collections from walking it while requests wait (it halved p99 at c=16 under TF).
         gc.freeze()
         self.prediction_log = ServiceLog.open(
-            SETTINGS.prediction_log, stored_model=type(self).model_ref.stored, classes=self.classifier.classes,
+            SETTINGS.prediction_log,
+            stored_model=type(self).model_ref.stored,
+            classes=self.classifier.classes,
             image_share=SETTINGS.log_image_share,
         )
         self.batcher: MicroBatcher[bytes, Classified] = MicroBatcher(

@@ -43,7 +43,7 @@ def _read_records(root: Path) -> list[PredictionRecord]:
 def test_every_prediction_is_recorded_and_sigterm_loses_none(stored_tag, bentoml_home, tmp_path):
     import bentoml
 
-    uploads = {name: encode(disc(colour, size=(40 + i, 36))) for i, (name, colour) in enumerate(COLOURS.items())}
+    uploads = {n: encode(disc(colour, size=(40 + i, 36))) for i, (n, colour) in enumerate(COLOURS.items())}
     noise = encode(disc((128, 128, 128)).effect_spread(8))  # a grey smudge: none of the classes
     log_dir = tmp_path / "log"
     sent: list[tuple[str, bytes, dict]] = []
@@ -55,7 +55,9 @@ def test_every_prediction_is_recorded_and_sigterm_loses_none(stored_tag, bentoml
             for round_ in range(5):
                 for name, data in uploads.items():
                     rid = f"client-{name}-{round_}"
-                    answer = http.post("/predict", files={"image": ("x.jpg", data)}, headers={"X-Request-ID": rid})
+                    answer = http.post(
+                        "/predict", files={"image": ("x.jpg", data)}, headers={"X-Request-ID": rid}
+                    )
                     assert answer.status_code == 200, answer.text
                     sent.append((rid, data, answer.json()))
             batch = http.post("/predict_batch", files=[("images", ("a.jpg", uploads["Mars"])),
