@@ -16,6 +16,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import bentoml
+
 from monitor.log import PredictionLog
 from monitor.records import make_record
 from monitor.sinks import open_sink
@@ -27,10 +29,24 @@ log = logging.getLogger("orbit.monitor")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+#: Reads the request of the current call (a context variable BentoML sets per request). Taking it as an API
+#: parameter (`ctx: bentoml.Context`) instead would make BentoML overwrite the status of the 400 answers.
+_CONTEXT = bentoml.Context()
+
+
 def request_id(headers: Any) -> str:
     """The client's `X-Request-ID` when it sent a sane one (so both sides can find the request), else new."""
     given = headers.get("x-request-id", "") if headers is not None else ""
     return given if _CLIENT_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def current_request_id() -> str:
+    """`request_id` of the request being answered (a fresh id outside one)."""
+    try:
+        headers = _CONTEXT.request.headers
+    except LookupError:
+        headers = None
+    return request_id(headers)
 
 
 class ServiceLog:

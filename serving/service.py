@@ -34,7 +34,7 @@ from serving.classifier import Classified, Classifier
 from serving.config import load_settings
 from serving.inputs import UploadRule
 from serving.middleware import UploadGuard
-from serving.prediction_log import ServiceLog, request_id
+from serving.prediction_log import ServiceLog, current_request_id
 from serving.uploads import UploadedFile
 
 SETTINGS = load_settings()
@@ -131,7 +131,7 @@ class PlanetClassifier:
         )
 
     @bentoml.api(route="/predict")
-    async def predict(self, image: UploadedFile, ctx: bentoml.Context) -> Prediction:
+    async def predict(self, image: UploadedFile) -> Prediction:
         """Classify one image (JPEG or PNG, colour, greyscale or transparent) sent in the field `image`."""
         data = image.read_bytes()
         try:
@@ -139,7 +139,7 @@ class PlanetClassifier:
         except InvalidImageError as exc:
             return _bad_image(str(exc))  # type: ignore[return-value]  # BentoML sends a Response as it is
         if self.prediction_log is not None:
-            self.prediction_log.record(request_id(ctx.request.headers), data, result)
+            self.prediction_log.record(current_request_id(), data, result)
         return self.answer(result)
 
     @bentoml.api(route="/predict_batch")
@@ -147,7 +147,6 @@ class PlanetClassifier:
         self,
         # The bounds UploadGuard enforces, stated in the OpenAPI schema too (minItems, maxItems).
         images: Annotated[list[UploadedFile], Field(min_length=1, max_length=SETTINGS.max_batch_files)],
-        ctx: bentoml.Context,
     ) -> list[Prediction]:
         """Classify several images sent as repeated multipart fields `images`; answers in the same order."""
         uploads = [path.read_bytes() for path in images]
@@ -160,7 +159,7 @@ class PlanetClassifier:
         if problems:
             return _bad_image("; ".join(problems))  # type: ignore[return-value]
         if self.prediction_log is not None:
-            rid = request_id(ctx.request.headers)
+            rid = current_request_id()
             for i, (data, result) in enumerate(zip(uploads, results, strict=True)):
                 self.prediction_log.record(f"{rid}/{i}", data, result)
         return [self.answer(r) for r in results]
