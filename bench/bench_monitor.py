@@ -314,11 +314,12 @@ def main() -> int:
             for key, values in out.items():
                 results.setdefault(key, []).extend(values)
     check_s = time.perf_counter() - started
-    ok = True
+    ok = True  # the targets are the service's: the NoveltyModel; 1 - max(p) is printed as a baseline only
     for name in args.novelty:
         n = len(results[(name, "known")])
+        what = "NoveltyModel (the service's)" if name == "novelty" else "1 - max(p) (baseline, not a target)"
         print(
-            f"\n[{name} novelty stand-in] {n} windows of each kind ({args.rotations} rotations x "
+            f"\n[{what}] {n} windows of each kind ({args.rotations} rotations x "
             f"{args.windows}), alpha {args.alpha}, min_n {drift.DEFAULT_MIN_N}, "
             f"{drift.DEFAULT_PERMUTATIONS} permutations"
         )
@@ -341,10 +342,10 @@ def main() -> int:
         print(f"  {'window':<40} {'drift raised':>12}  target")
         for label, kind, passes, target in rows:
             value = rate(results[(name, kind)])
-            ok &= passes(value)
+            ok &= passes(value) or name != "novelty"
             print(f"  {label:<40} {value:>12.1%}  {target}  {'PASS' if passes(value) else 'FAIL'}")
         nulls = np.mean([x["drift"] is None for x in results[(name, "small")]])
-        ok &= nulls == 1
+        ok &= nulls == 1 or name != "novelty"
         verdict = "PASS" if nulls == 1 else "FAIL"
         label = f"small ({SMALL} images, half dwarf)"
         print(f"  {label:<40} {'null ' + format(nulls, '.0%'):>12}  all null  {verdict}")
