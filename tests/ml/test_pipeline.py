@@ -55,7 +55,7 @@ def repo(tmp_path_factory) -> Path:
         params[section].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # 80 a class: the reference stage needs at least 50 validation images (monitor.reference.MIN_REFERENCE)
-    generate_dataset(repo / "data" / "raw", per_class=80, size=32, seed=4, classes=CLASSES)
+    generate_dataset(repo / "data" / "raw", per_class=100, size=32, seed=4, classes=CLASSES)
     return repo
 
 
