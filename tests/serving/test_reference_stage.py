@@ -1,6 +1,6 @@
-"""The `reference` DVC stage (python -m monitor.reference build) and the deploy's publish step, on a tiny bundle:
-the records are the ones the service would log, the file travels with the stored model, and the published
-copy is named for the served model version and read by the drift check."""
+"""The `reference` DVC stage (python -m monitor.reference build) and the deploy's publish step, on a tiny
+bundle: the records are the ones the service would log, the file travels with the stored model, and the
+published copy is named for the served model version and read by the drift check."""
 
 from __future__ import annotations
 
