@@ -24,7 +24,7 @@ export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 .PHONY: help setup setup-infra crd-schemas data bucket-start bucket-stop repro push pull metrics bento serve demo \
         test test-main test-infra bench-train bench-serve bench-novelty plan lint clean image \
         setup-label label label-stop label-import label-export label-demo \
-        drift bench-monitor
+        drift bench-monitor monitor-demo
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -97,9 +97,13 @@ bento: $(STAMP) ## import the trained model into BentoML and build the bento
 	$(PY) -m serving.package --if-needed
 	$(PY) -m serving.build
 
-serve: $(STAMP) ## serve the latest model on 127.0.0.1:3000
+# `make serve` records every prediction in this folder (read it with `make drift ARGS="--log .orbit/prediction-log
+# --model TAG --last 200"`); ORBIT_PREDICTION_LOG=gs://BUCKET writes to a bucket, ORBIT_PREDICTION_LOG= turns it off.
+ORBIT_PREDICTION_LOG ?= .orbit/prediction-log
+
+serve: $(STAMP) ## serve the latest model on 127.0.0.1:3000 (prediction log in .orbit/prediction-log)
 	$(PY) -m serving.package --if-needed
-	bentoml serve serving.service:PlanetClassifier --host 127.0.0.1 --port 3000
+	ORBIT_PREDICTION_LOG="$(ORBIT_PREDICTION_LOG)" bentoml serve serving.service:PlanetClassifier --host 127.0.0.1 --port 3000
 
 image: $(STAMP) ## the bento as an OCI image: buildah build, local registry, podman run, smoke test (root, Debian)
 	$(PY) -m local.image
@@ -131,6 +135,9 @@ drift: $(STAMP) ## drift check of the logged predictions (ARGS="--log gs://BUCKE
 
 bench-monitor: $(STAMP) ## drift check on real windows (false alarms, shifts found) and the cost of logging
 	$(PY) bench/bench_monitor.py $(ARGS)
+
+monitor-demo: $(STAMP) ## bucket + server with the prediction log, known traffic (no drift), dwarf planets (drift)
+	$(PY) -m local.monitor_demo
 
 STACK ?= dev
 plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod, TAG=<sha>: a release), from mocks, not `pulumi preview`

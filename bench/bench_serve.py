@@ -340,7 +340,14 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "ORBIT_MODEL_TAG": tag, "ORBIT_BENCH_KERAS_MODEL": str(model_dir / KERAS_FILE)}
 
         ours = bench_server("ours", OURS, env, bodies, levels, args.seconds, args.requests, workdir)
-        servers = [ours]
+        # The same service recording every prediction (ORBIT_PREDICTION_LOG, here a folder: the request's
+        # path is the same as with a bucket, the upload runs on the log's own thread).
+        log_dir = workdir / "prediction-log"
+        logged = bench_server("ours+log", OURS, {**env, "ORBIT_PREDICTION_LOG": str(log_dir)}, bodies, levels,
+                              args.seconds, args.requests, workdir)
+        records_written = sum(p.read_bytes().count(b"\n") for p in log_dir.rglob("*.jsonl"))
+        answered = sum(r.requests - r.errors for r in logged.levels.values())
+        servers = [ours, logged]
         if args.keras_checkout:
             keras_tag = package_keras_checkout(args.keras_checkout.resolve(), model_dir)
             servers.append(bench_server(
@@ -406,6 +413,12 @@ def main(argv: list[str] | None = None) -> int:
             source = "the Keras service's on 2026-11-27, docs/serving.md"
         print(f"[{verdict(got >= wanted)}] throughput at c={c}: {got:.0f} req/s "
               f"(target >= {wanted:.0f}, {source})")
+    if 16 in levels:
+        on, off = logged.levels[16].throughput, ours.levels[16].throughput
+        print(f"[{verdict(on >= 0.9 * off)}] throughput at c=16 with the prediction log on: {on:.0f} req/s, "
+              f"{on / off:.0%} of off's {off:.0f} (target >= 90 %)")
+    print(f"[{verdict(records_written >= answered)}] prediction log: {records_written} records written for "
+          f"{answered} answered requests after the server stopped (target: none lost)")
     errors = sum(r.errors for r in ours.levels.values())
     print(f"[{verdict(errors == 0)}] errors: {errors} (target 0)")
     ready_ratio = ours.ready_s / baseline.ready_s if baseline.ready_s else float("inf")

@@ -183,3 +183,134 @@ def records_for_images(
                 )
             )
     return records
+
+
+# --- the DVC stage and the deploy's publish step -------------------------------------------------------
+
+#: Next to model.onnx in the bundle, so the stored model and the bento carry the reference built for them.
+REFERENCE_FILE = "reference.npz"
+PUBLISHED = "monitoring/reference/current.npz"  # what the scheduled drift check reads
+
+
+def build_for_bundle(
+    model_dir: Path, raw_dir: Path, prepared_dir: Path, *, data_version: str, batch_size: int = 64
+) -> Reference:
+    """The reference of the bundle in `model_dir`: its Predictor and novelty model over the validation split's
+    files (the manifest prepare wrote), decoded from the raw files exactly as the service decodes uploads."""
+    from ml.bundle import MODEL_NAME
+    from ml.inference import Predictor
+    from ml.novelty import load_from_bundle
+    from ml.prepare import read_manifest
+
+    predictor = Predictor.load(model_dir)
+    novelty = load_from_bundle(model_dir, predictor.meta)
+    files = read_manifest(prepared_dir)["files"]["val"]
+    missing = [f for f in files if not (raw_dir / f).is_file()]
+    if missing:
+        raise ReferenceError(
+            f"{len(missing)} validation file(s) of {prepared_dir} are not in {raw_dir} (e.g. {missing[0]}); "
+            "run `dvc pull` or `make data`, then `dvc repro`"
+        )
+    records = records_for_images(
+        predictor, [raw_dir / f for f in files], novelty, model=MODEL_NAME, data_version=data_version,
+        batch_size=batch_size,
+    )
+    return build_reference(records)
+
+
+def stamped(reference: Reference, model: str) -> Reference:
+    """The reference named for one stored model version (the tag BentoML gave it), as its records are."""
+    from dataclasses import replace
+
+    from monitor.records import split_tag
+
+    name, version = split_tag(model)
+    if name != reference.model_name:
+        raise ReferenceError(f"the reference was built for {reference.model}, not for {model}")
+    return replace(reference, model=f"{name}:{version}")
+
+
+def publish(reference: Reference, location: str) -> list[str]:
+    """Write the reference as `monitoring/reference/current.npz` and, kept for a rollback, under its version.
+
+    `location` is gs://BUCKET (the log's bucket) or a folder. current.npz is replaced on every deploy, so this
+    writes without the log's create-only rule."""
+    import tempfile
+
+    from monitor.sinks import GCSSink, open_sink
+
+    name, version = reference.model.partition(":")[::2]
+    if not version:
+        raise ReferenceError(f"{reference.model} names no version: stamp it with the served tag first")
+    with tempfile.TemporaryDirectory() as tmp:
+        reference.save(Path(tmp) / REFERENCE_FILE)
+        data = (Path(tmp) / REFERENCE_FILE).read_bytes()
+    names = [f"monitoring/reference/{name}/{version}.npz", PUBLISHED]
+    sink = open_sink(location)
+    for object_name in names:
+        if isinstance(sink, GCSSink):
+            sink.bucket.blob(object_name).upload_from_string(
+                data, content_type="application/octet-stream", timeout=sink.timeout, retry=sink.retry
+            )
+        else:
+            path = Path(location) / object_name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    return [f"{location.rstrip('/')}/{n}" for n in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m monitor.reference",
+        description="Build the drift reference from the validation split (DVC stage `reference`), or publish "
+        "the served model's reference next to the prediction log (the deploy workflow).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="model/reference.npz from the bundle and the validation split")
+    build.add_argument("--model-dir", type=Path, default=Path("model"))
+    build.add_argument("--raw", type=Path, default=Path("data/raw"))
+    build.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    build.add_argument("--out", type=Path, default=None, help="default: MODEL_DIR/reference.npz")
+    pub = commands.add_parser("publish", help="the stored model's reference to gs://BUCKET/" + PUBLISHED)
+    pub.add_argument("--to", required=True, help="gs://BUCKET (the log's bucket) or a folder")
+    pub.add_argument(
+        "--model", default="planet-classifier:latest", help="BentoML model whose reference to publish"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            from serving.package import DATA_DVC_FILE, data_version
+
+            reference = build_for_bundle(
+                args.model_dir, args.raw, args.prepared, data_version=data_version(DATA_DVC_FILE)
+            )
+            out = args.out or args.model_dir / REFERENCE_FILE
+            reference.save(out)
+            flagged = float(reference.unknown.mean())
+            print(f"reference: {len(reference)} validation records of {reference.model} -> {out} "
+                  f"({flagged:.1%} unknown)")
+        else:
+            import bentoml
+            from bentoml.exceptions import NotFound
+
+            try:
+                stored = bentoml.models.get(args.model)
+            except NotFound:
+                raise ReferenceError(
+                    f"{args.model} is not in the BentoML store: run `make bento` first"
+                ) from None
+            path = Path(stored.path_of(REFERENCE_FILE))
+            reference = stamped(Reference.load(path), str(stored.tag))
+            for written in publish(reference, args.to):
+                print(f"published the reference of {reference.model} ({len(reference)} records): {written}")
+    except ReferenceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -29,6 +29,8 @@ INCLUDE = ["serving/*.py", "ml/__init__.py", "ml/preprocess.py", "ml/bundle.py",
 IMAGE_ENV = [
     {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},  # no usage analytics sent from production
 ]
+# The prediction log's writer (serving/prediction_log.py); the drift check and its plots stay out.
+MONITOR_INCLUDE = ["monitor/__init__.py", "monitor/log.py", "monitor/records.py", "monitor/sinks.py"]
 EXCLUDE = ["serving/build.py", "serving/package.py"]  # build-time tools, not needed in the image
 
 
@@ -51,7 +53,7 @@ def bentofile(base_image: str) -> dict[str, Any]:
         "service": SERVICE,
         "name": MODEL_NAME,
         "labels": {"project": "orbit"},
-        "include": INCLUDE,
+        "include": [*INCLUDE, *MONITOR_INCLUDE],
         "exclude": EXCLUDE,
         "envs": IMAGE_ENV,
         "python": {"packages": serving_requirements(), "lock_packages": False},

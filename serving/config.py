@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ml.bundle import MODEL_NAME
 from ml.preprocess import DEFAULT_MAX_PIXELS
@@ -27,6 +27,8 @@ ENV_VARS: dict[str, str] = {
     "ORBIT_INFERENCE_THREADS": "inference_threads",
     "ORBIT_ACCESS_LOG": "access_log",
     "ORBIT_TRACE_PREDICTIONS": "trace_predictions",
+    "ORBIT_PREDICTION_LOG": "prediction_log",
+    "ORBIT_LOG_IMAGE_SHARE": "log_image_share",
 }
 
 
@@ -56,6 +58,22 @@ class ServingSettings(BaseModel):
     # Both off by default: together they cost about a third of the throughput (docs/serving.md).
     access_log: bool = Field(False, description="log one line per request")
     trace_predictions: bool = Field(False, description="OpenTelemetry spans for /predict and /predict_batch")
+    # Off unless set: a bare `bentoml serve` (tests, a quick try) writes nothing anywhere. `make serve` sets a
+    # local folder, the GKE Deployment the data bucket (docs/monitoring.md).
+    prediction_log: str = Field(
+        "", description="where every prediction is recorded: gs://BUCKET, a folder, or empty for off"
+    )
+    log_image_share: float = Field(
+        0.05, ge=0.0, le=1.0, description="share of known-looking uploads kept (every unknown one is kept)"
+    )
+
+    @field_validator("prediction_log")
+    @classmethod
+    def _log_location(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("gs://") and (not value[5:].strip("/") or "/" in value[5:].strip("/")):
+            raise ValueError("expected gs://BUCKET (the log goes under its monitoring/ prefix) or a folder")
+        return value
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> ServingSettings:

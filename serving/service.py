@@ -34,6 +34,7 @@ from serving.classifier import Classified, Classifier
 from serving.config import load_settings
 from serving.inputs import UploadRule
 from serving.middleware import UploadGuard
+from serving.prediction_log import ServiceLog, current_request_id
 from serving.uploads import UploadedFile
 
 SETTINGS = load_settings()
@@ -117,6 +118,12 @@ class PlanetClassifier:
         # Everything alive after start-up (BentoML, pydantic, starlette) lives as long as the worker: freezing
         # it keeps full collections from walking it while requests wait (it halved p99 at c=16 under TF).
         gc.freeze()
+        self.prediction_log = ServiceLog.open(
+            SETTINGS.prediction_log,
+            stored_model=type(self).model_ref.stored,
+            classes=self.classifier.classes,
+            image_share=SETTINGS.log_image_share,
+        )
         self.batcher: MicroBatcher[bytes, Classified] = MicroBatcher(
             functools.partial(self.classifier.classify, max_pixels=SETTINGS.max_pixels),
             max_batch_size=SETTINGS.max_batch_size,
@@ -126,10 +133,13 @@ class PlanetClassifier:
     @bentoml.api(route="/predict")
     async def predict(self, image: UploadedFile) -> Prediction:
         """Classify one image (JPEG or PNG, colour, greyscale or transparent) sent in the field `image`."""
+        data = image.read_bytes()
         try:
-            result = await self.batcher.submit(image.read_bytes())
+            result = await self.batcher.submit(data)
         except InvalidImageError as exc:
             return _bad_image(str(exc))  # type: ignore[return-value]  # BentoML sends a Response as it is
+        if self.prediction_log is not None:
+            self.prediction_log.record(current_request_id(), data, result)
         return self.answer(result)
 
     @bentoml.api(route="/predict_batch")
@@ -139,9 +149,8 @@ class PlanetClassifier:
         images: Annotated[list[UploadedFile], Field(min_length=1, max_length=SETTINGS.max_batch_files)],
     ) -> list[Prediction]:
         """Classify several images sent as repeated multipart fields `images`; answers in the same order."""
-        results = await self.batcher.submit_many(
-            [path.read_bytes() for path in images], return_exceptions=True
-        )
+        uploads = [path.read_bytes() for path in images]
+        results = await self.batcher.submit_many(uploads, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, InvalidImageError):
                 raise result
@@ -149,6 +158,10 @@ class PlanetClassifier:
         problems = [f"images[{i}]: {r}" for i, r in enumerate(results) if isinstance(r, InvalidImageError)]
         if problems:
             return _bad_image("; ".join(problems))  # type: ignore[return-value]
+        if self.prediction_log is not None:
+            rid = current_request_id()
+            for i, (data, result) in enumerate(zip(uploads, results, strict=True)):
+                self.prediction_log.record(f"{rid}/{i}", data, result)
         return [self.answer(r) for r in results]
 
     def answer(self, result: Classified) -> Prediction:
@@ -163,6 +176,8 @@ class PlanetClassifier:
     @bentoml.on_shutdown
     async def close(self) -> None:
         await self.batcher.aclose()
+        if self.prediction_log is not None:  # SIGTERM, rolling update: write every buffered record
+            await self.prediction_log.aclose()
 
 
 PlanetClassifier.add_asgi_middleware(

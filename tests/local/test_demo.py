@@ -42,7 +42,8 @@ def checkout(tmp_path):
     ):
         subprocess.run(command, cwd=repo, env=env, check=True)
     shutil.copy(REPO_ROOT / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copytree(REPO_ROOT / "ml", repo / "ml", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("ml", "monitor", "serving"):  # dvc.yaml's stages run ml/ and monitor/ (the reference)
+        shutil.copytree(REPO_ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     # 40 a class: at least prepare.min_images_per_class (20), and every class on both sides of the split
     params["data"].update(source="synthetic", synthetic_per_class=40, synthetic_size=48)

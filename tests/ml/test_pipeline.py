@@ -21,7 +21,7 @@ TINY = {
     "train": {"seed": 3, "epochs": 2, "conv_filters": [8], "dense_units": 16},
     "evaluate": {"preview_count": 6},
 }
-STAGES = ("prepare", "train", "evaluate")
+STAGES = ("prepare", "train", "evaluate", "reference")
 
 
 def _env() -> dict[str, str]:
@@ -48,12 +48,14 @@ def repo(tmp_path_factory) -> Path:
     _run(repo, "git", "init", "-q")
     _dvc(repo, "init", "-q")
     shutil.copy(REPO_ROOT / "dvc.yaml", repo)
-    shutil.copytree(REPO_ROOT / "ml", repo / "ml", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("ml", "monitor", "serving"):  # the reference stage runs monitor/ (and serving.package)
+        shutil.copytree(REPO_ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     for section, values in TINY.items():
         params[section].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    generate_dataset(repo / "data" / "raw", per_class=12, size=32, seed=4, classes=CLASSES)
+    # 80 a class: the reference stage needs at least 50 validation images (monitor.reference.MIN_REFERENCE)
+    generate_dataset(repo / "data" / "raw", per_class=100, size=32, seed=4, classes=CLASSES)
     return repo
 
 

@@ -80,3 +80,14 @@ def test_inference_threads_default_to_one_and_are_applied_by_the_loader(model_di
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-2:] == ["2", "1"]
+
+
+def test_the_prediction_log_is_off_unless_set_and_its_location_is_checked():
+    assert load_settings({}).prediction_log == ""
+    assert load_settings({"ORBIT_PREDICTION_LOG": " gs://orbit-data "}).prediction_log == "gs://orbit-data"
+    assert load_settings({"ORBIT_PREDICTION_LOG": ".orbit/log"}).prediction_log == ".orbit/log"
+    assert load_settings({"ORBIT_LOG_IMAGE_SHARE": "0.5"}).log_image_share == 0.5
+    for var, value in (("ORBIT_PREDICTION_LOG", "gs://bucket/monitoring"), ("ORBIT_PREDICTION_LOG", "gs://"),
+                       ("ORBIT_LOG_IMAGE_SHARE", "1.5"), ("ORBIT_LOG_IMAGE_SHARE", "some")):
+        with pytest.raises(ServingSettingsError, match=var):
+            load_settings({var: value})

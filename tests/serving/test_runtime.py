@@ -1,4 +1,5 @@
-"""The served process runs the exported graph with onnxruntime only: it never imports TensorFlow or Keras."""
+"""The served process runs the exported graph with onnxruntime only: it never imports TensorFlow or Keras, nor
+the drift check's statistics and plots (scipy, scikit-learn, matplotlib), which the serving image lacks."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from tests.conftest import REPO_ROOT
 
 PROBE = """
 import json, sys
-import ml.inference, serving.service, serving.classifier
+import ml.inference, serving.service, serving.classifier, serving.prediction_log
 from serving.classifier import Classifier
 Classifier.load(sys.argv[1]).classify([open(sys.argv[2], "rb").read()])
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {"tensorflow", "keras", "tf2onnx"})))
+FORBIDDEN = {"tensorflow", "keras", "tf2onnx", "scipy", "sklearn", "matplotlib"}
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)))
 """
 
 
@@ -34,9 +36,10 @@ def test_serving_imports_and_inference_load_no_tensorflow(model_dir, tmp_path):
 
 
 def test_the_probe_would_see_tensorflow_if_it_were_imported(tmp_path):
-    """The check above is not vacuous: the same listing names keras once it is imported."""
-    probe = "import json, sys, keras\n" + PROBE.strip().splitlines()[-1]
+    """The check above is not vacuous: the same listing names keras (and scipy) once they are imported."""
+    probe = "import json, sys, keras, scipy.stats\n" + "\n".join(PROBE.strip().splitlines()[-2:])
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "keras" in json.loads(result.stdout.splitlines()[-1])
+    listed = json.loads(result.stdout.splitlines()[-1])
+    assert "keras" in listed and "scipy.stats" in listed
