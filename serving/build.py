@@ -24,8 +24,10 @@ from serving.config import load_settings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASE_IMAGE = "python:3.11-slim"  # Docker Hub: pullable by CI, not on the offline build machine
 SERVICE = "serving.service:PlanetClassifier"
-# The service's imports: preprocessing, the bundle contract and the onnxruntime predictor (no TensorFlow).
-INCLUDE = ["serving/*.py", "ml/__init__.py", "ml/preprocess.py", "ml/bundle.py", "ml/inference.py"]
+# The service's imports: preprocessing, the bundle contract, the onnxruntime predictor and the novelty model
+# with its params (no TensorFlow); tests/serving/test_build.py checks it against what the service imports.
+INCLUDE = ["serving/*.py", "ml/__init__.py", "ml/preprocess.py", "ml/bundle.py", "ml/inference.py",
+           "ml/novelty.py", "ml/params.py"]
 IMAGE_ENV = [
     {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},  # no usage analytics sent from production
 ]

@@ -34,7 +34,8 @@ def test_build_prints_tag_and_dockerfile_and_packs_what_the_image_needs(
     sources = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
     assert {"serving/service.py", "serving/middleware.py", "ml/preprocess.py", "ml/__init__.py"} <= sources
     assert not any(s.startswith("tests/") or s in {"serving/build.py", "serving/package.py"} for s in sources)
-    served_ml = {"ml/preprocess.py", "ml/__init__.py", "ml/bundle.py", "ml/inference.py"}
+    served_ml = {"ml/preprocess.py", "ml/__init__.py", "ml/bundle.py", "ml/inference.py", "ml/novelty.py",
+                 "ml/params.py"}
     assert {s for s in sources if s.startswith("ml/")} == served_ml
 
     manifest = yaml.safe_load((bento / "bento.yaml").read_text())
@@ -69,3 +70,24 @@ def test_pipeline_checks_the_export_with_the_runtime_serving_installs():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     pin = [r for r in project["serving"] if r.startswith("onnxruntime==")]
     assert pin and pin[0] in project["ml"]
+
+
+def test_the_bento_carries_every_orbit_module_the_service_imports():
+    """A module the service imports but the bento leaves out fails only in the image, at start-up."""
+    from fnmatch import fnmatch
+
+    from serving.build import EXCLUDE, INCLUDE, MONITOR_INCLUDE
+
+    probe = (
+        "import sys, serving.service\n"
+        "print('\\n'.join(sorted(m.__file__ for n, m in list(sys.modules.items())\n"
+        "    if n.split('.')[0] in ('ml', 'serving', 'monitor') and getattr(m, '__file__', None))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, check=True).stdout
+    imported = [Path(line).resolve().relative_to(REPO_ROOT).as_posix() for line in out.split()]
+    assert "serving/service.py" in imported
+    packed = [*INCLUDE, *MONITOR_INCLUDE]
+    missing = [f for f in imported
+               if not any(fnmatch(f, p) for p in packed) or any(fnmatch(f, p) for p in EXCLUDE)]
+    assert missing == [], f"add to serving/build.py's INCLUDE: {missing}"
