@@ -64,7 +64,8 @@ def build(cfg: StackConfig) -> Platform:
     service = None
     image = service_image(cfg, registry.path)
     if image is not None:
-        service = ModelService("model-service", cfg, image, identity.serving_account.email, cluster.provider)
+        service = ModelService("model-service", cfg, image, identity.serving_account.email, cluster.provider,
+                               bucket.bucket_name)
     cost = CostControls("cost", cfg, opts=after_apis)
     edge = Edge("edge", cfg, cluster.provider, service, opts=after_apis) if cfg.edge.exposed else None
     # Closing the loop: the prediction log's grants, the scrape and alert, Label Studio (off by default).

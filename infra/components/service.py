@@ -21,7 +21,11 @@ LABELS = {**SELECTOR, "app.kubernetes.io/part-of": "orbit", "app.kubernetes.io/m
 SERVICE_PORT = 80
 
 
-def pod_spec(cfg: StackConfig, image: pulumi.Input[str]) -> dict[str, Any]:
+#: serving's PredictionLog waits up to 60 s on shutdown to flush the last records to the bucket.
+LOG_CLOSE_TIMEOUT_S = 60
+
+
+def pod_spec(cfg: StackConfig, image: pulumi.Input[str], prediction_log: pulumi.Input[str]) -> dict[str, Any]:
     s = cfg.service
     # Tuned for the onnxruntime image (no TensorFlow: a few hundred MB instead of 2.45 GB, ready about a
     # second after start instead of 5-13 s): readiness is polled every 2 s so a new pod takes traffic
@@ -47,7 +51,8 @@ def pod_spec(cfg: StackConfig, image: pulumi.Input[str]) -> dict[str, Any]:
              "labelSelector": {"matchLabels": SELECTOR}}
             for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
         ],
-        "terminationGracePeriodSeconds": 30,
+        # Room for the prediction log's final flush after SIGTERM (a rolling update loses no record).
+        "terminationGracePeriodSeconds": LOG_CLOSE_TIMEOUT_S + 15,
         "containers": [{
             "name": "bentoml",
             "image": image,
@@ -56,6 +61,9 @@ def pod_spec(cfg: StackConfig, image: pulumi.Input[str]) -> dict[str, Any]:
             "env": [
                 {"name": "BENTOML_HOME", "value": "/tmp/bentoml"},
                 {"name": "HOME", "value": "/tmp"},
+                # Every prediction is logged under gs://BUCKET/monitoring/ (docs/monitoring.md); the serving
+                # account may only create objects there (infra/components/monitoring.py).
+                {"name": "ORBIT_PREDICTION_LOG", "value": prediction_log},
             ],
             "resources": {
                 "requests": {"cpu": s.cpu_request, "memory": s.memory_request},
@@ -82,7 +90,7 @@ def pod_spec(cfg: StackConfig, image: pulumi.Input[str]) -> dict[str, Any]:
 class ModelService(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, image: pulumi.Input[str],
                  serving_email: pulumi.Input[str], provider: k8s.Provider,
-                 opts: pulumi.ResourceOptions | None = None):
+                 bucket_name: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("orbit:service:ModelService", name, None, opts)
         s = cfg.service
         meta = dict(namespace=SERVING_NAMESPACE, labels=LABELS)
@@ -117,7 +125,7 @@ class ModelService(pulumi.ComponentResource):
                 revision_history_limit=5,
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=LABELS),
-                    spec=pod_spec(cfg, self.image),
+                    spec=pod_spec(cfg, self.image, pulumi.Output.concat("gs://", bucket_name)),
                 ),
             ),
             # The HPA owns the replica count once the Deployment exists.

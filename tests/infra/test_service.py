@@ -252,3 +252,18 @@ def test_the_autoscaler_scales_up_at_once_and_down_slowly(stack_run):
         assert down["stabilization_window_seconds"] == 300
 
     return on(check, spec=stack_run.platform.service.autoscaler.spec)
+
+
+@pulumi.runtime.test
+def test_the_service_logs_its_predictions_to_the_data_bucket_and_has_time_to_flush(stack_run):
+    """The prediction log goes to gs://<data bucket>/monitoring/ (the only place the serving account may
+    write), and a rolling update leaves the log's final flush the time it may take."""
+    from infra.components.service import LOG_CLOSE_TIMEOUT_S
+
+    def check(spec, bucket):
+        env = {e["name"]: e["value"] for e in container(spec)["env"]}
+        assert env["ORBIT_PREDICTION_LOG"] == f"gs://{bucket}"
+        assert pod(spec)["termination_grace_period_seconds"] > LOG_CLOSE_TIMEOUT_S
+
+    return on(check, spec=stack_run.platform.service.deployment.spec,
+              bucket=stack_run.platform.bucket.bucket_name)
