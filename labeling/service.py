@@ -33,6 +33,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from local.processes import launched_process
+
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,16 +156,7 @@ def read_state(where: Paths) -> ServerState | None:
 
 def _process(state: ServerState) -> psutil.Process | None:
     """The recorded process if it is still the Label Studio that `start` launched, else None."""
-    try:
-        proc = psutil.Process(state.pid)
-        # create_time can move by a second when the clock is adjusted; the command line check still
-        # tells a reused pid apart.
-        if abs(proc.create_time() - state.create_time) > 2.0 or proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        cmdline = " ".join(proc.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-    return proc if "label-studio" in cmdline or "label_studio" in cmdline else None
+    return launched_process(state.pid, state.create_time, ("label-studio", "label_studio"))
 
 
 def running(where: Paths) -> ServerState | None:

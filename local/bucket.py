@@ -32,6 +32,7 @@ from pathlib import Path
 import psutil
 
 from local.net import free_port
+from local.processes import launched_process
 
 HOST = "127.0.0.1"
 DEFAULT_REMOTE = "storage"
@@ -164,18 +165,7 @@ def read_state(state: Path) -> BucketState | None:
 
 def _process(state: BucketState) -> psutil.Process | None:
     """The recorded process if it is still the emulator that `start` launched, else None."""
-    try:
-        proc = psutil.Process(state.pid)
-        # create_time is boot time + ticks, and /proc/stat's boot time can move by a second when the clock
-        # is adjusted: allow that, the command line check below still tells a reused pid apart.
-        if abs(proc.create_time() - state.create_time) > 2.0 or proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        cmdline = " ".join(proc.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-    if "gcp_storage_emulator" not in cmdline and "gcp-storage-emulator" not in cmdline:
-        return None
-    return proc
+    return launched_process(state.pid, state.create_time, ("gcp_storage_emulator", "gcp-storage-emulator"))
 
 
 def running(state: Path) -> BucketState | None:
