@@ -190,13 +190,6 @@ def test_the_rate_and_the_body_cap_follow_config(run_with):
     return on(check, rules=run.platform.edge.armor.policy.rules)
 
 
-def test_the_default_body_cap_is_the_service_s_own_upload_limit():
-    from serving.config import ServingSettings
-
-    assert ServingSettings.model_fields["max_upload_bytes"].default == SERVICE_MAX_UPLOAD_BYTES
-    assert KEYS["orbit:edgeMaxBodyBytes"].default == SERVICE_MAX_UPLOAD_BYTES
-
-
 @pulumi.runtime.test
 def test_the_certificate_is_managed_for_the_domain_and_the_dns_records_are_an_output(prod_run):
     certificate = prod_run.platform.edge.certificate
