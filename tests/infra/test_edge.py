@@ -432,10 +432,8 @@ def test_the_edge_guide_names_every_edge_key_and_only_real_ones():
 
 
 def test_the_edge_guide_uses_real_outputs_and_resource_names(prod_run, iap_run):
-    from infra.program import OUTPUT_NAMES
-
     used = set(re.findall(r"pulumi stack output (\w+)", EDGE_DOC))
-    assert {"dns_records", "edge_ip", "cluster_name"} <= used <= set(OUTPUT_NAMES)
+    assert {"dns_records", "edge_ip", "cluster_name"} <= used <= set(prod_run.outputs)
     names = {props(prod_run, "gcp:certificatemanager/certificate:Certificate")["name"],
              props(prod_run, ARMOR)["name"], props(prod_run, ADDRESS)["name"],
              props(prod_run, GATEWAY)["metadata"]["name"], IAP_SECRET}
