@@ -59,9 +59,9 @@ class Registration:
 
 def reveal(value: Any) -> Any:
     """`value` with every secret wrapper replaced by its plaintext (what providers and policies receive)."""
+    if is_secret(value):
+        return reveal(value.get("value"))
     if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return reveal(value.get("value"))
         return {k: reveal(v) for k, v in value.items()}
     if isinstance(value, list):
         return [reveal(v) for v in value]
@@ -80,6 +80,12 @@ def _integers(value: Any) -> Any:
 
 
 def is_secret(value: Any) -> bool:
+    """Whether `value` is a secret as a mock monitor receives it.
+
+    Private SDK behaviour, read only here: pulumi.runtime.rpc serializes a secret as the dict
+    ``{rpc._special_sig_key: rpc._special_secret_sig, "value": plaintext}``, and deserialize_properties keeps
+    that wrapper for a monitor. tests/infra/test_sdk_contract.py fails if an upgrade changes it.
+    """
     return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
 
 
@@ -143,7 +149,12 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 class RecordingMonitor(runtime_mocks.MockMonitor):
-    """The stock mock monitor, also keeping every registration in order (including components)."""
+    """The stock mock monitor, also keeping every registration in order (including components).
+
+    MockMonitor is not a documented extension point: this relies on its gRPC-named methods RegisterResource
+    and RegisterResourceOutputs receiving the engine's requests, and on ``self.resources[urn].state`` holding
+    what Mocks.new_resource returned. tests/infra/test_sdk_contract.py fails if an upgrade changes either.
+    """
 
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)

@@ -18,7 +18,8 @@ from infra.components.edge import PLAN_PROPERTIES as EDGE_PLAN_PROPERTIES
 from infra.components.monitoring import PLAN_PROPERTIES as MONITORING_PLAN_PROPERTIES
 from infra.config import ConfigError, stack_file
 
-# Per resource type, the input properties (camelCase paths) worth reading in a review.
+# Per resource type, the input properties (camelCase paths) worth reading in a review. Registered outputs
+# (names, URLs) would not show them; tests/infra/test_plan_and_entrypoint.py fails when one goes stale.
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "gcp:projects/service:Service": ("service",),
     "gcp:storage/bucket:Bucket": ("name", "location", "uniformBucketLevelAccess", "publicAccessPrevention",
@@ -39,11 +40,7 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
                                         "autoscaling.totalMinNodeCount", "autoscaling.totalMaxNodeCount",
                                         "nodeConfig.taints", "nodeConfig.guestAccelerators"),
     "gcp:serviceaccount/account:Account": ("accountId",),
-    "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": ("workloadIdentityPoolId",),
-    "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": ("oidc.issuerUri",
-                                                                          "attributeCondition"),
     "gcp:billing/budget:Budget": ("amount.specifiedAmount", "thresholdRules"),
-    "random:index/randomId:RandomId": ("byteLength",),
     "kubernetes:helm.sh/v3:Release": ("name", "namespace", "chart", "version", "values.maxRunners"),
     "kubernetes:apps/v1:Deployment": ("metadata.name", "spec.template.spec.containers",
                                       "spec.strategy.rollingUpdate.maxUnavailable"),

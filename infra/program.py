@@ -23,13 +23,6 @@ from infra.components.service import ModelService
 from infra.config import StackConfig
 from infra.live import service_image
 
-# The stack outputs CI reads (docs/architecture.md), plus a few for people.
-OUTPUT_NAMES = (
-    "bucket_url", "registry_path", "cluster_name", "cluster_location", "workload_identity_provider",
-    "ci_service_account", "service_url", "runner_service_account", "runs_on", "service_image",
-    "service_access", "edge_ip", "dns_records", "monitor_service_account", "labeling_url",
-)
-
 
 @dataclass
 class Platform:
@@ -78,6 +71,7 @@ def build(cfg: StackConfig) -> Platform:
     if cfg.labeling.enabled:
         labeling = LabelStudio("labeling", cfg, bucket, cluster, opts=after_apis)
 
+    # The stack outputs CI reads (docs/architecture.md), plus a few for people; __main__.py exports each.
     outputs: dict[str, Any] = {
         "bucket_url": bucket.url,
         "registry_path": registry.path,

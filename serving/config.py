@@ -2,42 +2,32 @@
 
 The service, its upload guard and the packaging CLI all call :func:`load_settings`, so a wrong value fails
 at start-up with a message naming the variable, instead of as a confusing error on the first request.
+Each field is read from ``ORBIT_<FIELD>`` (pydantic-settings, ``env_prefix``).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ml.bundle import MODEL_NAME
 from ml.preprocess import DEFAULT_MAX_PIXELS
 
 DEFAULT_MODEL_TAG = f"{MODEL_NAME}:latest"
-
-#: environment variable -> field of :class:`ServingSettings`
-ENV_VARS: dict[str, str] = {
-    "ORBIT_MODEL_TAG": "model_tag",
-    "ORBIT_MAX_UPLOAD_BYTES": "max_upload_bytes",
-    "ORBIT_MAX_PIXELS": "max_pixels",
-    "ORBIT_MAX_BATCH_FILES": "max_batch_files",
-    "ORBIT_MAX_BATCH_SIZE": "max_batch_size",
-    "ORBIT_WORKERS": "workers",
-    "ORBIT_INFERENCE_THREADS": "inference_threads",
-    "ORBIT_ACCESS_LOG": "access_log",
-    "ORBIT_TRACE_PREDICTIONS": "trace_predictions",
-    "ORBIT_PREDICTION_LOG": "prediction_log",
-    "ORBIT_LOG_IMAGE_SHARE": "log_image_share",
-}
+ENV_PREFIX = "ORBIT_"
 
 
 class ServingSettingsError(ValueError):
     """An ORBIT_* environment variable holds a value the service cannot use."""
 
 
-class ServingSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ServingSettings(BaseSettings):
+    # env_ignore_empty: an empty variable means "unset" (the default), as an empty `env:` value in a manifest.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", frozen=True
+    )
 
     model_tag: str = Field(DEFAULT_MODEL_TAG, min_length=1, description="BentoML model to serve")
     max_upload_bytes: int = Field(
@@ -67,6 +57,14 @@ class ServingSettings(BaseModel):
         0.05, ge=0.0, le=1.0, description="share of known-looking uploads kept (every unknown one is kept)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, values: Any) -> Any:
+        """`ORBIT_MAX_PIXELS=" "` keeps the default, like an empty one (env_ignore_empty only drops "")."""
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
+        return values
+
     @field_validator("prediction_log")
     @classmethod
     def _log_location(cls, value: str) -> str:
@@ -76,16 +74,22 @@ class ServingSettings(BaseModel):
         return value
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> ServingSettings:
-    """Build the settings from ORBIT_* variables; unset ones keep their defaults."""
-    environ = os.environ if environ is None else environ
-    raw = {field: environ[var] for var, field in ENV_VARS.items() if environ.get(var, "").strip()}
+def env_var(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings() -> ServingSettings:
+    """Build the settings from ORBIT_* variables; unset or blank ones keep their defaults.
+
+    Every bad variable is reported at once, each with its value and what to do about it.
+    """
     try:
-        return ServingSettings(**raw)
+        return ServingSettings()
     except ValidationError as exc:
-        by_field = {field: var for var, field in ENV_VARS.items()}
-        lines = []
-        for error in exc.errors():
-            var = by_field.get(str(error["loc"][0]), str(error["loc"][0]))
-            lines.append(f"{var}={error.get('input')!r}: {error['msg']}")
+        lines = [
+            f"{env_var(str(e['loc'][0]))}={e.get('input')!r}: {e['msg']}"
+            " (set a valid value, or unset it for the default)"
+            for e in exc.errors()
+        ]
         raise ServingSettingsError("invalid serving settings:\n  " + "\n  ".join(lines)) from None

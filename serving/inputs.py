@@ -75,29 +75,19 @@ def too_large_message(limit: int) -> str:
     )
 
 
-#: BentoML's own `Path` parameters store each upload in a temporary file whose name ends with the client's
-#: file name, and file systems allow 255 bytes per name: a longer one failed with a 500. The prediction APIs
-#: now keep uploads in memory (serving.uploads); the limit stays so that no API taking a `Path` can fail so.
-MAX_FILENAME_BYTES = 200
-
-
 def check_filename(raw: bytes, rule: UploadRule) -> None:
-    """Refuse a file name that BentoML could not use as a temporary file's suffix."""
+    """Refuse a file name with a NUL character (no file system or log line can hold it).
+
+    Its length is not limited: the prediction APIs keep uploads in memory (serving.uploads), so the name is
+    never a temporary file's suffix as with BentoML's `Path` parameters.
+    """
     try:  # decoded and cut to its last path component the way Starlette and BentoML do it
         name = raw.decode("utf-8")
     except UnicodeDecodeError:
         name = raw.decode("latin-1")
-    name = os.path.basename(name)
-    if "\0" in name:
+    if "\0" in os.path.basename(name):
         raise UploadRejected(
             400, f"the file name in '{rule.field}' contains a NUL character; rename the file"
-        )
-    size = len(name.encode())
-    if size > MAX_FILENAME_BYTES:
-        raise UploadRejected(
-            400,
-            f"the file name in '{rule.field}' is {size} bytes long, more than {MAX_FILENAME_BYTES}; "
-            f'rename the file, or send a shorter name (curl -F "{rule.field}=@FILE;filename=planet.jpg")',
         )
 
 

@@ -745,6 +745,19 @@ RULES: list[ResourceValidationPolicy] = [
 ]
 
 
+#: The options of a resource with none set, for violations() and stack_violations(). The engine builds these,
+#: a pack never does: pulumi_policy documents no constructor for them, so this is the one place that calls it
+#: (by keyword). tests/infra/test_sdk_contract.py fails if an upgrade changes its parameters.
+ENGINE_OPTIONS = PolicyResourceOptions(
+    protect=False,
+    ignore_changes=[],
+    delete_before_replace=None,
+    aliases=[],
+    custom_timeouts=PolicyCustomTimeouts(create_seconds=0, update_seconds=0, delete_seconds=0),
+    additional_secret_outputs=[],
+)
+
+
 def violations(resource_type: str, props: dict, name: str = "resource") -> list[tuple[str, str]]:
     """(policy name, message) for every rule `props` (camelCase inputs) breaks, exactly as the engine would.
 
@@ -757,7 +770,7 @@ def violations(resource_type: str, props: dict, name: str = "resource") -> list[
         props=unknown_checking_proxy(dict(props)),
         urn=f"urn:pulumi:stack::orbit::{resource_type}::{name}",
         name=name,
-        opts=PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), []),
+        opts=ENGINE_OPTIONS,
         provider=None,
     )
     for policy in RULES:
@@ -916,11 +929,10 @@ STACK_RULES: list[StackValidationPolicy] = [
 def stack_violations(resources: Sequence[tuple[str, dict]]) -> list[tuple[str, str]]:
     """(policy name, message) for every stack rule the (type, props) resources break, as the engine would."""
     found: list[tuple[str, str]] = []
-    options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
     args = StackValidationArgs(resources=[
         PolicyResource(resource_type=typ, props=unknown_checking_proxy(dict(props)),
-                       urn=f"urn:pulumi:stack::orbit::{typ}::r{i}", name=f"r{i}", opts=options, provider=None,
-                       parent=None, dependencies=[], property_dependencies={})
+                       urn=f"urn:pulumi:stack::orbit::{typ}::r{i}", name=f"r{i}", opts=ENGINE_OPTIONS,
+                       provider=None, parent=None, dependencies=[], property_dependencies={})
         for i, (typ, props) in enumerate(resources)
     ])
     for policy in STACK_RULES:

@@ -137,14 +137,6 @@ def test_each_environment_bound_identity_is_bound_to_its_own_environment_only():
     assert "DEPLOY_ENVIRONMENT" in infra["up"]["environment"]
 
 
-def test_the_runner_section_says_what_the_runner_image_needs():
-    runners = section(CICD, "## Runners")
-    assert "`git`" in runners and "actions/setup-python" in runners
-    assert "no `make`" in runners  # the old promise that the image provides make is gone
-    assert "must provide `git` and `make`" not in CICD
-    assert "`INFRA_RUNNER`" in runners and "orbit:masterAuthorizedNetworks" in runners
-
-
 def test_the_attribute_the_bindings_match_is_mapped_by_the_bootstraps_provider():
     """The bindings rely on attribute.environment, which the bootstrap's provider maps from the token."""
     create = re.search(r"providers create-oidc github.*?```", DEPLOY, re.S).group(0)

@@ -190,13 +190,6 @@ def test_the_rate_and_the_body_cap_follow_config(run_with):
     return on(check, rules=run.platform.edge.armor.policy.rules)
 
 
-def test_the_default_body_cap_is_the_service_s_own_upload_limit():
-    from serving.config import ServingSettings
-
-    assert ServingSettings.model_fields["max_upload_bytes"].default == SERVICE_MAX_UPLOAD_BYTES
-    assert KEYS["orbit:edgeMaxBodyBytes"].default == SERVICE_MAX_UPLOAD_BYTES
-
-
 @pulumi.runtime.test
 def test_the_certificate_is_managed_for_the_domain_and_the_dns_records_are_an_output(prod_run):
     certificate = prod_run.platform.edge.certificate
@@ -439,10 +432,8 @@ def test_the_edge_guide_names_every_edge_key_and_only_real_ones():
 
 
 def test_the_edge_guide_uses_real_outputs_and_resource_names(prod_run, iap_run):
-    from infra.program import OUTPUT_NAMES
-
     used = set(re.findall(r"pulumi stack output (\w+)", EDGE_DOC))
-    assert {"dns_records", "edge_ip", "cluster_name"} <= used <= set(OUTPUT_NAMES)
+    assert {"dns_records", "edge_ip", "cluster_name"} <= used <= set(prod_run.outputs)
     names = {props(prod_run, "gcp:certificatemanager/certificate:Certificate")["name"],
              props(prod_run, ARMOR)["name"], props(prod_run, ADDRESS)["name"],
              props(prod_run, GATEWAY)["metadata"]["name"], IAP_SECRET}

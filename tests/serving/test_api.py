@@ -247,10 +247,6 @@ BAD_REQUESTS = {
     "pixel-bomb": dict(files={"image": ("bomb.png", pixel_bomb(), "image/png")}),
     # Found by the adversarial probe; each answered 500 (or worse) before the fix:
     "corrupt-exif": dict(files={"image": ("exif.jpg", corrupt_exif_jpeg(COLOURS["Mars"]), "image/jpeg")}),
-    "filename-250-bytes": dict(content=multipart([("image", "a" * 246 + ".jpg", JPEG)]), headers=MULTIPART),
-    "filename-unicode-324-bytes": dict(
-        content=multipart([("image", "\U0001fa90" * 80 + ".jpg", JPEG)]), headers=MULTIPART
-    ),
     "filename-with-nul": dict(content=multipart([("image", "a\x00b.jpg", JPEG)]), headers=MULTIPART),
     # and a few more that were already refused properly:
     "svg-named-jpeg": dict(
@@ -279,8 +275,6 @@ EXPECTED = {  # status, a phrase the error must contain
     "extra-binary-field": (400, "unexpected form field 'extra'"),
     "pixel-bomb": (400, "pixels"),
     "corrupt-exif": (400, "EXIF data is corrupt"),
-    "filename-250-bytes": (400, "250 bytes long, more than 200"),
-    "filename-unicode-324-bytes": (400, "324 bytes long, more than 200"),
     "filename-with-nul": (400, "NUL character"),
     "svg-named-jpeg": (400, "not a recognised image format"),
     "jpeg-header-then-garbage": (400, "image"),
@@ -295,6 +289,13 @@ def test_bad_input_gets_a_4xx_json_error_that_says_what_is_wrong(client, case):
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert phrase in response.json()["error"]
+
+
+@pytest.mark.parametrize("name", ["a" * 246 + ".jpg", "\U0001fa90" * 80 + ".jpg"])
+def test_a_file_name_longer_than_a_file_system_allows_is_fine(client, name):
+    """Uploads stay in memory, so a 250- or 324-byte name (BentoML's `Path` made it a 500) needs no limit."""
+    response = client.post("/predict", content=multipart([("image", name, JPEG)]), headers=MULTIPART)
+    assert response.status_code == 200, response.text
 
 
 def test_oversized_upload_is_refused_before_decoding(client):

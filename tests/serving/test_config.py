@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
-from serving.config import DEFAULT_MODEL_TAG, ServingSettingsError, load_settings
+from serving.config import DEFAULT_MODEL_TAG, ServingSettingsError
+from serving.config import load_settings as load_from_environment
 from tests.conftest import REPO_ROOT
 
 
-def test_defaults_without_environment():
+@pytest.fixture
+def load_settings(monkeypatch):
+    """load_settings() with exactly the given ORBIT_* variables in the environment."""
+
+    def load(env):
+        for name in [n for n in os.environ if n.startswith("ORBIT_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return load_from_environment()
+
+    return load
+
+
+def test_defaults_without_environment(load_settings):
     settings = load_settings({})
     assert settings.model_tag == DEFAULT_MODEL_TAG
     assert settings.max_upload_bytes == 10 * 1024 * 1024
 
 
-def test_environment_overrides_are_parsed():
+def test_environment_overrides_are_parsed(load_settings):
     settings = load_settings(
         {
             "ORBIT_MODEL_TAG": "planet-classifier:abc",
@@ -35,9 +52,26 @@ def test_environment_overrides_are_parsed():
     "var,value",
     [("ORBIT_MAX_UPLOAD_BYTES", "ten"), ("ORBIT_MAX_BATCH_SIZE", "0"), ("ORBIT_MAX_PIXELS", "-5")],
 )
-def test_invalid_values_name_the_variable(var, value):
+def test_invalid_values_name_the_variable(var, value, load_settings):
     with pytest.raises(ServingSettingsError, match=var):
         load_settings({var: value})
+
+
+def test_every_bad_variable_is_reported_at_once_with_its_value(load_settings):
+    with pytest.raises(ServingSettingsError) as error:
+        load_settings({"ORBIT_WORKERS": "0", "ORBIT_ACCESS_LOG": "maybe", "ORBIT_MODEL_TAG": "m:1"})
+    message = str(error.value)
+    assert "ORBIT_WORKERS='0'" in message and "ORBIT_ACCESS_LOG='maybe'" in message
+    assert "ORBIT_MODEL_TAG" not in message
+
+
+def test_the_edge_s_default_body_cap_is_the_service_s_own_upload_limit():
+    """infra cannot import serving (nor does .venv-infra hold its packages): the seam is checked here."""
+    from infra.config import KEYS, SERVICE_MAX_UPLOAD_BYTES
+    from serving.config import ServingSettings
+
+    assert ServingSettings.model_fields["max_upload_bytes"].default == SERVICE_MAX_UPLOAD_BYTES
+    assert KEYS["orbit:edgeMaxBodyBytes"].default == SERVICE_MAX_UPLOAD_BYTES
 
 
 def test_bentofile_has_only_the_serving_dependencies_and_builds_offline():
@@ -56,7 +90,7 @@ def test_bentofile_has_only_the_serving_dependencies_and_builds_offline():
         assert list(REPO_ROOT.glob(pattern)), f"include pattern {pattern} matches nothing"
 
 
-def test_inference_threads_default_to_one_and_are_applied_by_the_loader(model_dir):
+def test_inference_threads_default_to_one_and_are_applied_by_the_loader(model_dir, load_settings):
     """A fresh process (as a server worker is) gets onnxruntime's pool set by Classifier.load."""
     import subprocess
     import sys
@@ -82,12 +116,16 @@ def test_inference_threads_default_to_one_and_are_applied_by_the_loader(model_di
     assert result.stdout.split()[-2:] == ["2", "1"]
 
 
-def test_the_prediction_log_is_off_unless_set_and_its_location_is_checked():
+def test_the_prediction_log_is_off_unless_set_and_its_location_is_checked(load_settings):
     assert load_settings({}).prediction_log == ""
     assert load_settings({"ORBIT_PREDICTION_LOG": " gs://orbit-data "}).prediction_log == "gs://orbit-data"
     assert load_settings({"ORBIT_PREDICTION_LOG": ".orbit/log"}).prediction_log == ".orbit/log"
     assert load_settings({"ORBIT_LOG_IMAGE_SHARE": "0.5"}).log_image_share == 0.5
-    for var, value in (("ORBIT_PREDICTION_LOG", "gs://bucket/monitoring"), ("ORBIT_PREDICTION_LOG", "gs://"),
-                       ("ORBIT_LOG_IMAGE_SHARE", "1.5"), ("ORBIT_LOG_IMAGE_SHARE", "some")):
+    for var, value in (
+        ("ORBIT_PREDICTION_LOG", "gs://bucket/monitoring"),
+        ("ORBIT_PREDICTION_LOG", "gs://"),
+        ("ORBIT_LOG_IMAGE_SHARE", "1.5"),
+        ("ORBIT_LOG_IMAGE_SHARE", "some"),
+    ):
         with pytest.raises(ServingSettingsError, match=var):
             load_settings({var: value})
