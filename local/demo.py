@@ -168,6 +168,8 @@ def summary(root: Path, source: str, results: list[dict], elapsed: float) -> Non
         "",
         "look next     evaluation/report.html   every metric and plot, one offline page",
         "              make serve               the model on http://127.0.0.1:3000 (curl example in README)",
+        "              make monitor-demo        the served model watched: prediction log, drift check",
+        "              make label-demo          label unknown images in Label Studio, retrain on them",
         "              make test                the whole suite",
         "              docs/deploy.md           the same loop on Google Cloud",
     ]
