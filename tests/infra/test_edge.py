@@ -7,6 +7,7 @@ since they are what the provider sends to the API server.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -344,8 +345,11 @@ def validate_crds(objects: list[dict]) -> list[dict]:
     """Run tools/k8s-schemas/validate.mjs on `objects`; one result per object."""
     node = shutil.which("node")
     assert node, "Node.js is needed for the custom-resource schemas (Debian: apt-get install nodejs npm)"
-    assert (SCHEMAS / "node_modules" / "@kubernetes-models" / "gke").is_dir(), (
-        "the custom-resource schemas are not installed: run `make crd-schemas`")
+    if not (SCHEMAS / "node_modules" / "@kubernetes-models" / "gke").is_dir():
+        message = "the custom-resource schemas are not installed: run `make crd-schemas` (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     done = subprocess.run([node, str(SCHEMAS / "validate.mjs")], input=json.dumps(objects), text=True,
                           capture_output=True, timeout=300, cwd=REPO)
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
