@@ -5,7 +5,8 @@
 1. installs buildah, podman, skopeo, docker-registry, runc and debootstrap (Debian packages) when missing;
 2. writes the container tools' configuration under .orbit/containers/ (vfs storage, runc, cgroupfs: what
    works without a daemon or systemd) and points them at it through CONTAINERS_* variables, never /etc;
-3. builds the base image `localhost/orbit-base:bookworm` with debootstrap once (Docker Hub is unreachable);
+3. builds the base image `localhost/orbit-base:bookworm-<digest of its recipe>` with debootstrap once (Docker
+   Hub is unreachable);
 4. builds the bento on that base and containerizes and pushes it with `ci.image`, the code CI uses, to a
    registry on 127.0.0.1:5000 (storage under .orbit/registry) that lives only for this command;
 5. runs the image with podman on a free loopback port and smoke-tests it with `ci.smoke` on real images;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -39,7 +41,6 @@ from local.net import free_port
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".orbit"
 REGISTRY_ADDR = "127.0.0.1:5000"
-BASE_IMAGE = "localhost/orbit-base:bookworm"
 SUITE = "bookworm"
 #: binary -> Debian package.
 TOOLS = {
@@ -72,6 +73,17 @@ SLIM_GLOBS = (
     "usr/share/locale/*",
     "usr/share/doc/*/*",
 )
+
+
+def base_image_ref(packages: Sequence[str] = BASE_PACKAGES, env: Sequence[str] = IMAGE_ENV,
+                   slim: Sequence[str] = SLIM_GLOBS) -> str:
+    """The base's name carries a digest of its recipe, so that a checkout with another recipe builds its own
+    base instead of reusing one made for another Dockerfile (an older base lacks python3-venv)."""
+    recipe = json.dumps([SUITE, list(packages), list(env), list(slim)])
+    return f"localhost/orbit-base:{SUITE}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
+
+
+BASE_IMAGE = base_image_ref()
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_IMAGES = (ROOT / "data" / "raw", ROOT.parent / "shared" / "data" / "planets" / "raw")

@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"bento:      {tag}")
     print(f"dockerfile: {dockerfile}")
-    print(f"next:       bentoml containerize {tag} --backend buildah   (or docker, podman, buildx)")
+    # from the temp folder: BentoML refuses the bento's Dockerfile template otherwise (bentoml/BentoML#5566)
+    print(f"next:       cd {tempfile.gettempdir()} && bentoml containerize {tag} --backend buildah   "
+          "(or docker, podman, buildx)")
     return 0
 
 

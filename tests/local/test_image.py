@@ -156,6 +156,15 @@ def test_debootstrap_installs_python_with_venv_and_no_compiler(tmp_path):
     assert image.debootstrap_command(tmp_path, None)[-1] == str(tmp_path)
 
 
+def test_the_base_image_is_named_after_its_recipe():
+    """A base built for another recipe (e.g. without python3-venv) is never picked up as this one."""
+    assert image.BASE_IMAGE == image.base_image_ref()
+    assert image.BASE_IMAGE.startswith("localhost/orbit-base:bookworm-")
+    others = {image.base_image_ref(packages=(*image.BASE_PACKAGES, "git")),
+              image.base_image_ref(env=image.IMAGE_ENV[:-1]), image.base_image_ref(slim=())}
+    assert image.BASE_IMAGE not in others and len(others) == 3
+
+
 def test_import_reads_the_tarball_from_stdin_into_the_local_name():
     cmd = image.import_command("localhost/orbit-base:bookworm")
     assert cmd[:2] == ["podman", "import"] and cmd[-2:] == ["-", "localhost/orbit-base:bookworm"]
