@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,11 @@ class ImageError(RuntimeError):
 
 
 def _run(cmd: Sequence[str], capture: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), capture_output=capture, text=True, check=False)
+    # From the temp folder: `bentoml containerize` copies the bento there and, since BentoML 1.4.36, refuses
+    # the bento's Dockerfile template (serving/Dockerfile.j2) unless that copy lies under the working
+    # directory (bentoml/BentoML#5566, open). BENTOML_HOME and the tools' paths are absolute.
+    return subprocess.run(list(cmd), capture_output=capture, text=True, check=False,
+                          cwd=tempfile.gettempdir())
 
 
 def _bentoml() -> str:

@@ -5,7 +5,8 @@
 1. installs buildah, podman, skopeo, docker-registry, runc and debootstrap (Debian packages) when missing;
 2. writes the container tools' configuration under .orbit/containers/ (vfs storage, runc, cgroupfs: what
    works without a daemon or systemd) and points them at it through CONTAINERS_* variables, never /etc;
-3. builds the base image `localhost/orbit-base:bookworm` with debootstrap once (Docker Hub is unreachable);
+3. builds the base image `localhost/orbit-base:bookworm-<digest of its recipe>` with debootstrap once (Docker
+   Hub is unreachable);
 4. builds the bento on that base and containerizes and pushes it with `ci.image`, the code CI uses, to a
    registry on 127.0.0.1:5000 (storage under .orbit/registry) that lives only for this command;
 5. runs the image with podman on a free loopback port and smoke-tests it with `ci.smoke` on real images;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -39,7 +41,6 @@ from local.net import free_port
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".orbit"
 REGISTRY_ADDR = "127.0.0.1:5000"
-BASE_IMAGE = "localhost/orbit-base:bookworm"
 SUITE = "bookworm"
 #: binary -> Debian package.
 TOOLS = {
@@ -50,23 +51,48 @@ TOOLS = {
     "runc": "runc",
     "debootstrap": "debootstrap",
 }
-#: python3.11 for `uv venv --python 3.11` (uv would otherwise download a Python, which it cannot here); the
-#: rest is what BentoML's Dockerfile apt-installs on every Debian base: present already, that step is quick.
-BASE_PACKAGES = ("python3.11", "ca-certificates", "gnupg2", "build-essential", "git")
-#: Where the Dockerfile looks for uv (>= 0.13.4) before it falls back to `pip install uv`, which Debian's
-#: pip refuses (PEP 668): the base image gets the uv of the virtualenv instead.
-UV_IN_IMAGE = "usr/local/bin/uv"
-#: SSL_CERT_FILE makes uv trust the system bundle (its default is its own roots), so that a CA added below
-#: for a TLS-intercepting proxy also works for `uv pip install` inside the build.
+#: python3 and python3-venv: serving/Dockerfile.j2 makes the service's venv with `python3 -m venv` (Debian
+#: keeps ensurepip in python3-venv); nothing else, no compiler: every serving package installs from a wheel.
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+#: SSL_CERT_FILE and PIP_CERT make Python and pip trust the system bundle (pip's default is its own roots), so
+#: that a CA added below for a TLS-intercepting proxy also works for `pip install` inside the build.
 IMAGE_ENV = (
     "LANG=C.UTF-8",
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+    "PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
 )
+#: What debootstrap leaves that a container never reads: apt's downloads and lists, documentation and
+#: translations (about 90 + 50 MB). Copyright files stay.
+SLIM_GLOBS = (
+    "var/cache/apt/archives/*.deb",
+    "var/cache/apt/*.bin",
+    "var/lib/apt/lists/*",
+    "usr/share/man/*",
+    "usr/share/info/*",
+    "usr/share/locale/*",
+    "usr/share/doc/*/*",
+)
+
+
+def base_image_ref(packages: Sequence[str] = BASE_PACKAGES, env: Sequence[str] = IMAGE_ENV,
+                   slim: Sequence[str] = SLIM_GLOBS) -> str:
+    """The base's name carries a digest of its recipe, so that a checkout with another recipe builds its own
+    base instead of reusing one made for another Dockerfile (an older base lacks python3-venv)."""
+    recipe = json.dumps([SUITE, list(packages), list(env), list(slim)])
+    return f"localhost/orbit-base:{SUITE}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
+
+
+BASE_IMAGE = base_image_ref()
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_IMAGES = (ROOT / "data" / "raw", ROOT.parent / "shared" / "data" / "planets" / "raw")
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
+#: The pod's runAsUser, infra/config.py's SERVING_UID (local/ cannot import infra/: Pulumi is not in .venv);
+#: tests/local/test_image.py checks the two agree.
+POD_UID = 10001
+#: Issue 9: the whole image, uncompressed. Reported, not enforced: the base image decides much of it.
+SIZE_TARGET_MB = 500
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -229,7 +255,7 @@ def import_command(ref: str = BASE_IMAGE) -> list[str]:
 
 def trust_host_cas(rootfs: Path, ca_dir: Path = HOST_CA_DIR, bundle: Path = HOST_CA_BUNDLE) -> list[str]:
     """Give the image the CA certificates this machine added locally (a proxy that intercepts TLS to the
-    package index, for one): the Dockerfile's `uv pip install` fails with UnknownIssuer otherwise."""
+    package index, for one): the Dockerfile's `pip install` fails with a certificate error otherwise."""
     extra = sorted(ca_dir.glob("*.crt")) if ca_dir.is_dir() else []
     if not extra:
         return []
@@ -242,16 +268,17 @@ def trust_host_cas(rootfs: Path, ca_dir: Path = HOST_CA_DIR, bundle: Path = HOST
     return [cert.name for cert in extra]
 
 
-def prepare_rootfs(rootfs: Path, uv: Path, ca_dir: Path = HOST_CA_DIR, bundle: Path = HOST_CA_BUNDLE) -> None:
-    """Slim the debootstrapped tree and add what BentoML's Dockerfile expects to find."""
-    shutil.copy2(uv, rootfs / UV_IN_IMAGE)
+def prepare_rootfs(rootfs: Path, ca_dir: Path = HOST_CA_DIR, bundle: Path = HOST_CA_BUNDLE) -> None:
+    """Slim the debootstrapped tree and trust this machine's CAs."""
     if added := trust_host_cas(rootfs, ca_dir, bundle):
         print(f"trusting this machine's local CA certificates in the base image: {', '.join(added)}")
-    # apt's sandbox user cannot switch ids under buildah's chroot isolation
-    (rootfs / "etc/apt/apt.conf.d/99orbit-sandbox").write_text('APT::Sandbox::User "root";\n')
-    for folder in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        for path in (rootfs / folder).glob("*"):
-            if path.is_file():
+    for pattern in SLIM_GLOBS:
+        for path in rootfs.glob(pattern):
+            if path.name == "copyright" or path.name == "partial":
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
                 path.unlink()
 
 
@@ -262,9 +289,6 @@ def image_exists(ref: str, run: Runner = _run) -> bool:
 def build_base(ref: str = BASE_IMAGE, rebuild: bool = False, run: Runner = _run) -> str:
     if not rebuild and image_exists(ref, run):
         return f"{ref} already built (--rebuild-base to redo it)"
-    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
-    if not Path(uv).is_file():
-        raise LocalImageError("uv not found; run `make setup` (BentoML's build needs it too)")
     mirror = host_mirror()
     _step(f"debootstrap {SUITE} (minbase + {', '.join(BASE_PACKAGES)}) from {mirror or 'the default mirror'}")
     with tempfile.TemporaryDirectory(prefix="orbit-rootfs-", dir=STATE) as tmp:
@@ -273,7 +297,7 @@ def build_base(ref: str = BASE_IMAGE, rebuild: bool = False, run: Runner = _run)
             log = rootfs / "debootstrap" / "debootstrap.log"
             tail = log.read_text(errors="replace")[-800:] if log.is_file() else ""
             raise LocalImageError(f"debootstrap failed; is the Debian mirror reachable?\n{tail}")
-        prepare_rootfs(rootfs, Path(uv))
+        prepare_rootfs(rootfs)
         _step(f"committing {ref}")
         tar = subprocess.Popen(
             [
@@ -343,7 +367,11 @@ def registry(config: Path, logs: Path, address: str = REGISTRY_ADDR, timeout: fl
 
 
 def run_command(ref: str, name: str, port: int) -> list[str]:
-    """Host network with BentoML bound to loopback: nothing listens beyond 127.0.0.1, no iptables rules."""
+    """Host network with BentoML bound to loopback: nothing listens beyond 127.0.0.1, no iptables rules.
+
+    The rest is how GKE runs the pod (infra/components/service.py): as POD_UID, not the image's user, on a
+    read-only root file system with a writable /tmp, HOME and BENTOML_HOME under it. An image that needs
+    to write elsewhere, or files only its own user may read, fails here and not after a deploy."""
     return [
         "podman",
         "run",
@@ -352,6 +380,15 @@ def run_command(ref: str, name: str, port: int) -> list[str]:
         name,
         "--network",
         "host",
+        "--user",
+        f"{POD_UID}:{POD_UID}",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--env",
+        "HOME=/tmp",
+        "--env",
+        "BENTOML_HOME=/tmp/bentoml",
         ref,
         "serve",
         "--host",
@@ -376,6 +413,47 @@ def container(ref: str, port: int, run: Runner = _run) -> Iterator[str]:
 def image_size(ref: str, run: Runner = _run) -> int | None:
     result = run(["podman", "image", "inspect", "--format", "{{.Size}}", ref], capture_output=True)
     return int(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip().isdigit() else None
+
+
+def size_line(size: int | None, target_mb: int = SIZE_TARGET_MB) -> str:
+    if size is None:
+        return "unknown"
+    verdict = "met" if size <= target_mb * 1e6 else "NOT met"
+    return f"{size / 1e6:.0f} MB uncompressed (target <= {target_mb} MB: {verdict})"
+
+
+def layers(ref: str, run: Runner = _run, smallest_mb: float = 1.0) -> list[tuple[int, str]]:
+    """The image's layers of at least `smallest_mb`, base first: (bytes, the step that made it)."""
+    result = run(["podman", "history", "--no-trunc", "--format", "json", ref], capture_output=True)
+    try:
+        history = json.loads(result.stdout) if result.returncode == 0 else []
+    except json.JSONDecodeError:
+        return []
+    found = []
+    for layer in reversed(history):  # podman lists the newest layer first
+        size = layer.get("size") or 0
+        if size >= smallest_mb * 1e6:
+            step = " ".join(str(layer.get("CreatedBy", "")).split())
+            found.append((size, re.sub(r"^/bin/sh -c (#\(nop\) )?", "", step)))
+    return found
+
+
+#: The service's venv in the image (serving/Dockerfile.j2).
+SITE_PACKAGES = "/app/.venv/lib/python3*/site-packages"
+
+
+def packages(ref: str, top: int = 8, run: Runner = _run) -> list[tuple[int, str]]:
+    """The biggest entries of the image's site-packages, (MB, name), read with du in a throw-away container:
+    which serving dependency costs what (buildah writes all the Dockerfile's steps as one layer)."""
+    script = f"du -sm {SITE_PACKAGES}/* | sort -rn | head -n {int(top)}"
+    result = run(["podman", "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", ref, "-c", script],
+                 capture_output=True)
+    found = []
+    for line in result.stdout.splitlines() if result.returncode == 0 else []:
+        size, _, path = line.partition("\t")
+        if size.strip().isdigit():
+            found.append((int(size), path.rsplit("/", 1)[-1]))
+    return found
 
 
 def smoke_command(url: str, images: Path, per_class: int) -> list[str]:
@@ -455,8 +533,11 @@ def main(argv: list[str] | None = None) -> int:
             summary["push"] = ci_image.build_and_push(ref, bento, "buildah")
             # a rebuilt base or a retagged image leaves its predecessor untagged: vfs keeps full copies
             _run(["podman", "image", "prune", "--force"], capture_output=True)
-            size = image_size(ref)
-            summary["size"] = f"{size / 1e6:.0f} MB" if size else "unknown"
+            summary["size"] = size_line(image_size(ref))
+            print("layers of 1 MB or more, base first:")
+            for size, step in layers(ref):
+                print(f"  {size / 1e6:7.0f} MB  {step[:100]}")
+            print("biggest Python packages:", ", ".join(f"{name} {mb} MB" for mb, name in packages(ref)))
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             _step(f"running {ref} on {url}")

@@ -5,7 +5,8 @@
 The Python dependencies are read from pyproject.toml (the base dependencies, which `ml/preprocess.py`
 needs, plus the `serving` extra), so the image gets exactly the pins the tests ran with and nothing of
 DVC, Pulumi or the plotting stack. `lock_packages` is off because locking would query the package index:
-the build works offline, and the pins are already exact.
+the build works offline, and the pins are already exact. The Dockerfile comes from BentoML's base template
+with orbit's install step (DOCKERFILE_TEMPLATE): no compilers, no apt lists, no pip in the image.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ IMAGE_ENV = [
 # The prediction log's writer (serving/prediction_log.py); the drift check and its plots stay out.
 MONITOR_INCLUDE = ["monitor/__init__.py", "monitor/log.py", "monitor/records.py", "monitor/sinks.py"]
 EXCLUDE = ["serving/build.py", "serving/package.py"]  # build-time tools, not needed in the image
+#: Relative to the build context (BentoML refuses absolute paths); it replaces BentoML's install step, which
+#: apt-installs build-essential and git (see the file). Setting it makes BentoML write a spec-1 bento.
+DOCKERFILE_TEMPLATE = "serving/Dockerfile.j2"
 
 
 class BuildError(RuntimeError):
@@ -59,7 +63,7 @@ def bentofile(base_image: str) -> dict[str, Any]:
         "exclude": EXCLUDE,
         "envs": IMAGE_ENV,
         "python": {"packages": serving_requirements(), "lock_packages": False},
-        "docker": {"base_image": base_image},
+        "docker": {"base_image": base_image, "dockerfile_template": DOCKERFILE_TEMPLATE},
     }
 
 
@@ -105,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"bento:      {tag}")
     print(f"dockerfile: {dockerfile}")
-    print(f"next:       bentoml containerize {tag} --backend buildah   (or docker, podman, buildx)")
+    # from the temp folder: BentoML refuses the bento's Dockerfile template otherwise (bentoml/BentoML#5566)
+    print(f"next:       cd {tempfile.gettempdir()} && bentoml containerize {tag} --backend buildah   "
+          "(or docker, podman, buildx)")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tomllib
 from pathlib import Path
@@ -144,13 +145,24 @@ def test_host_mirror_reads_sources_list_d(tmp_path):
     assert image.host_mirror(tmp_path / "missing") is None
 
 
-def test_debootstrap_installs_python_and_what_the_dockerfile_would_apt_install(tmp_path):
+def test_debootstrap_installs_python_with_venv_and_no_compiler(tmp_path):
     cmd = image.debootstrap_command(tmp_path / "root", "http://m.example/debian")
     assert cmd[:2] == ["debootstrap", "--variant=minbase"]
-    included = cmd[2].removeprefix("--include=").split(",")
-    assert {"python3.11", "build-essential", "git", "ca-certificates", "gnupg2"} <= set(included)
+    included = set(cmd[2].removeprefix("--include=").split(","))
+    # serving/Dockerfile.j2 runs `python3 -m venv`; Debian keeps ensurepip in python3-venv
+    assert {"python3", "python3-venv", "ca-certificates"} <= included
+    assert not included & {"build-essential", "gcc", "git", "gnupg2"}
     assert cmd[3:] == ["bookworm", str(tmp_path / "root"), "http://m.example/debian"]
     assert image.debootstrap_command(tmp_path, None)[-1] == str(tmp_path)
+
+
+def test_the_base_image_is_named_after_its_recipe():
+    """A base built for another recipe (e.g. without python3-venv) is never picked up as this one."""
+    assert image.BASE_IMAGE == image.base_image_ref()
+    assert image.BASE_IMAGE.startswith("localhost/orbit-base:bookworm-")
+    others = {image.base_image_ref(packages=(*image.BASE_PACKAGES, "git")),
+              image.base_image_ref(env=image.IMAGE_ENV[:-1]), image.base_image_ref(slim=())}
+    assert image.BASE_IMAGE not in others and len(others) == 3
 
 
 def test_import_reads_the_tarball_from_stdin_into_the_local_name():
@@ -159,20 +171,28 @@ def test_import_reads_the_tarball_from_stdin_into_the_local_name():
     assert "ENV=LANG=C.UTF-8" in cmd
 
 
-def test_prepare_rootfs_adds_uv_and_drops_apt_caches(tmp_path):
+def test_prepare_rootfs_drops_apt_caches_docs_and_translations_but_keeps_copyrights(tmp_path):
     rootfs = tmp_path / "rootfs"
-    for folder in ("usr/local/bin", "etc/apt/apt.conf.d", "var/cache/apt/archives", "var/lib/apt/lists"):
-        (rootfs / folder).mkdir(parents=True)
-    (rootfs / "var/cache/apt/archives/git.deb").write_bytes(b"x")
-    (rootfs / "var/lib/apt/lists/Packages").write_bytes(b"x")
+    files = {
+        "var/cache/apt/archives/git.deb": False,
+        "var/cache/apt/pkgcache.bin": False,
+        "var/lib/apt/lists/Packages": False,
+        "usr/share/man/man1/ls.1.gz": False,
+        "usr/share/locale/de/LC_MESSAGES/apt.mo": False,
+        "usr/share/doc/apt/changelog.gz": False,
+        "usr/share/doc/apt/examples/sources.list": False,
+        "usr/share/doc/apt/copyright": True,
+        "usr/lib/python3.11/os.py": True,
+        "etc/ssl/certs/ca-certificates.crt": True,
+    }
+    for name in files:
+        (rootfs / name).parent.mkdir(parents=True, exist_ok=True)
+        (rootfs / name).write_bytes(b"x")
     (rootfs / "var/lib/apt/lists/partial").mkdir()
-    uv = tmp_path / "uv"
-    uv.write_bytes(b"\x7fELF")
-    image.prepare_rootfs(rootfs, uv, ca_dir=tmp_path / "no-local-cas", bundle=tmp_path / "no-bundle")
-    assert (rootfs / "usr/local/bin/uv").read_bytes() == b"\x7fELF"
-    assert "Sandbox::User" in (rootfs / "etc/apt/apt.conf.d/99orbit-sandbox").read_text()
-    assert not (rootfs / "var/cache/apt/archives/git.deb").exists()
+    image.prepare_rootfs(rootfs, ca_dir=tmp_path / "no-local-cas", bundle=tmp_path / "no-bundle")
+    assert {name: (rootfs / name).exists() for name in files} == files
     assert [p.name for p in (rootfs / "var/lib/apt/lists").iterdir()] == ["partial"]
+    assert not (rootfs / "usr/local/bin/uv").exists()
 
 
 def test_local_ca_certificates_of_this_machine_are_trusted_in_the_image(tmp_path):
@@ -188,6 +208,7 @@ def test_local_ca_certificates_of_this_machine_are_trusted_in_the_image(tmp_path
     assert (rootfs / "usr/local/share/ca-certificates/proxy.crt").read_text() == "proxy ca"
     assert (rootfs / "etc/ssl/certs/ca-certificates.crt").read_text() == "debian roots + proxy ca"
     assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in image.IMAGE_ENV
+    assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in image.IMAGE_ENV  # pip ignores SSL_CERT_FILE
 
 
 def test_without_local_cas_the_debian_bundle_is_kept(tmp_path):
@@ -222,6 +243,29 @@ def test_the_container_listens_on_loopback_only():
     assert cmd[cmd.index("--network") + 1] == "host"
 
 
+def test_the_container_runs_as_the_pod_does_on_gke():
+    cmd = image.run_command("127.0.0.1:5000/p:v", "orbit-image-4321", 4321)
+    options = cmd[: cmd.index("127.0.0.1:5000/p:v")]
+    assert options[options.index("--user") + 1] == "10001:10001"
+    assert "--read-only" in options and options[options.index("--tmpfs") + 1] == "/tmp"
+    envs = {options[i + 1] for i, arg in enumerate(options) if arg == "--env"}
+    assert envs == {"HOME=/tmp", "BENTOML_HOME=/tmp/bentoml"}
+
+
+def test_the_local_run_uses_the_uid_infra_runs_the_pod_as():
+    """infra/config.py's SERVING_UID, read without importing infra (Pulumi is not in this environment)."""
+    import ast
+
+    tree = ast.parse((Path(image.ROOT) / "infra" / "config.py").read_text())
+    values = {
+        node.targets[0].id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Constant)
+    }
+    assert values["SERVING_UID"] == image.POD_UID
+
+
 def test_smoke_uses_ci_smoke_with_labelled_images(tmp_path):
     cmd = image.smoke_command("http://127.0.0.1:4321", tmp_path, 2)
     assert cmd[1:3] == ["-m", "ci.smoke"]
@@ -231,6 +275,29 @@ def test_smoke_uses_ci_smoke_with_labelled_images(tmp_path):
 @pytest.mark.parametrize(("code", "stdout", "size"), [(0, "1834567890\n", 1834567890), (125, "", None)])
 def test_image_size(code, stdout, size):
     assert image.image_size("x", Recorder(code, stdout)) == size
+
+
+def test_size_is_reported_against_the_target():
+    assert image.size_line(431_000_000) == "431 MB uncompressed (target <= 500 MB: met)"
+    assert image.size_line(1_054_000_000).endswith("(target <= 500 MB: NOT met)")
+    assert image.size_line(None) == "unknown"
+
+
+def test_layers_lists_the_big_ones_base_first_with_the_step_that_made_them():
+    history = [  # podman's order: newest first
+        {"size": 2_000_000, "CreatedBy": "/bin/sh -c #(nop) COPY dir:abc in ./"},
+        {"size": 0, "CreatedBy": "/bin/sh -c #(nop) ENV PATH=/app/.venv/bin"},
+        {"size": 300_000_000, "CreatedBy": "/bin/sh -c set -eux;     python3 -m venv /app/.venv"},
+        {"size": 130_000_000, "CreatedBy": "/bin/sh -c #(nop) ADD file:123 in /"},
+    ]
+    run = Recorder(0, json.dumps(history))
+    assert image.layers("ref", run) == [
+        (130_000_000, "ADD file:123 in /"),
+        (300_000_000, "set -eux; python3 -m venv /app/.venv"),
+        (2_000_000, "COPY dir:abc in ./"),
+    ]
+    assert run.calls[0][:2] == ["podman", "history"] and run.calls[0][-1] == "ref"
+    assert image.layers("ref", Recorder(125, "")) == []
 
 
 def test_a_wrong_images_folder_fails_before_anything_is_installed(tmp_path, monkeypatch, capsys):

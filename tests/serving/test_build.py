@@ -29,6 +29,7 @@ def test_build_prints_tag_and_dockerfile_and_packs_what_the_image_needs(
     assert tag.startswith("planet-classifier:")
     assert dockerfile.is_file() and dockerfile.is_relative_to(bentoml_home)
     assert "FROM 127.0.0.1:5000/orbit/python:3.11" in dockerfile.read_text()
+    assert_orbits_install_step(dockerfile.read_text())
 
     bento = dockerfile.parents[2]
     sources = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
@@ -44,6 +45,46 @@ def test_build_prints_tag_and_dockerfile_and_packs_what_the_image_needs(
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
     assert "onnxruntime==" in requirements and "dvc" not in requirements
     assert "tensorflow" not in requirements and "keras" not in requirements and "tf2onnx" not in requirements
+
+
+def assert_orbits_install_step(dockerfile: str) -> None:
+    """serving/Dockerfile.j2's install step, not BentoML's: no compilers or apt lists, no uv, no pip kept."""
+    for absent in ("apt-get", "build-essential", "git ", "uv venv", "--require-hashes"):
+        assert absent not in dockerfile, absent
+    assert "python3 -m venv /app/.venv" in dockerfile
+    assert "pip install --no-cache-dir" in dockerfile
+    assert "pip uninstall --yes --quiet pip setuptools" in dockerfile
+    assert "-name tests -prune -exec rm -rf" in dockerfile
+    # the pod runs as infra's UID, not the image's user: the model's 0700 folder must become readable
+    copied = dockerfile.index("COPY --chown=bentoml:bentoml . ./")
+    assert dockerfile.index('chmod -R a+rX,go-w "$BENTO_PATH"') > copied
+    # what infra/components/service.py expects of the image: BentoML's port and entrypoint, a non-root user
+    assert "EXPOSE 3000" in dockerfile and "USER bentoml" in dockerfile
+    assert 'ENTRYPOINT [ "/home/bentoml/bento/env/docker/entrypoint.sh" ]' in dockerfile
+
+
+def test_containerize_renders_orbits_dockerfile_from_where_ci_image_runs_it(
+    stored_tag, bentoml_home, monkeypatch
+):
+    """`bentoml containerize` renders the Dockerfile again from the bento (CI's path, not the one `build`
+    wrote); since BentoML 1.4.36 it refuses the template unless run from above its temp copy (#5566)."""
+    import tempfile
+
+    import bentoml
+    from bentoml._internal.container import construct_containerfile
+
+    from ci.image import _run
+    from serving.build import build
+
+    monkeypatch.setenv("ORBIT_MODEL_TAG", stored_tag)
+    tag, _ = build("python:3.11-slim")
+    assert Path(_run(["pwd"]).stdout.strip()).resolve() == Path(tempfile.gettempdir()).resolve()
+    monkeypatch.chdir(tempfile.gettempdir())
+    with construct_containerfile(bentoml.bentos.get(tag), enable_buildkit=False) as (context, dockerfile):
+        text = Path(dockerfile).read_text()
+        assert (Path(context) / "models").is_dir()
+    assert "FROM python:3.11-slim" in text
+    assert_orbits_install_step(text)
 
 
 def test_build_without_a_stored_model_says_to_package_first(bentoml_home):
