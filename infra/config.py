@@ -747,6 +747,10 @@ class ConfigError(ValueError):
     def keys(self) -> list[str]:
         return [k for k, _ in self.problems]
 
+    @property
+    def fixes(self) -> list[str]:
+        return [KEYS[k].fix() if k in KEYS else f"pulumi config rm {k}" for k, _ in self.problems]
+
 
 # ---- rules between keys: each names the keys it reads, and is skipped while one of them is invalid --------
 
