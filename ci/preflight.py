@@ -6,7 +6,7 @@ runs `pulumi up` against a project it does not own. Each workflow maps the `vars
 environment under the same names and calls this:
 
     python -m ci.preflight WIF_PROVIDER CI_SERVICE_ACCOUNT BUCKET_URL    # stdlib only: before any install
-    python -m ci.preflight --stack "$PULUMI_STACK" WIF_PROVIDER ...       # also Pulumi.<stack>.yaml (pydantic)
+    python -m ci.preflight --stack "$PULUMI_STACK" WIF_PROVIDER ...    # also Pulumi.<stack>.yaml (pydantic)
 
 With `--stack`, the checked-out `Pulumi.<stack>.yaml` must be valid (infra/config.py validates it, as
 `pulumi up` would, without the engine), must not keep a placeholder value of the example stack files, and its

@@ -1,6 +1,6 @@
 """ci/image.py names the image CI pushes; infra/config.py names the image the cluster pulls. They must agree.
 
-ci/ reads the stack file through infra/config.py (no Pulumi engine needed), so the key and its default live once.
+ci/ reads the stack file through infra/config.py (no Pulumi engine needed): the key and its default live once.
 """
 
 from __future__ import annotations
