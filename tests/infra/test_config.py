@@ -306,12 +306,6 @@ def test_quantities():
     assert memory_bytes("lots") is None
 
 
-def test_docs_list_every_key():
-    text = (REPO / "docs" / "infra.md").read_text()
-    missing = [key for key in KEYS if f"`{key}`" not in text]
-    assert not missing, f"docs/infra.md lacks {missing}"
-
-
 def test_missing_stack_file_says_how_to_create_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"pulumi stack init staging"):
         read_stack_file("staging", tmp_path)
