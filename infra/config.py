@@ -86,7 +86,7 @@ def _bool(value: Any) -> bool:
     _fail(f"{value!r} is not true or false")
 
 
-def Int(lo: int, hi: int, *allowed: int) -> Any:  # noqa: N802 (a type)
+def Int(lo: int, hi: int) -> Any:  # noqa: N802 (a type)
     def check(value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
@@ -98,8 +98,6 @@ def Int(lo: int, hi: int, *allowed: int) -> Any:  # noqa: N802 (a type)
             _fail(f"{value!r} is not a whole number")
         if not lo <= number <= hi:
             _fail(f"{number} is outside {lo}..{hi}")
-        if allowed and number not in allowed:
-            _fail(f"{number} is not offered; use {', '.join(map(str, allowed[:-1]))} or {allowed[-1]}")
         return number
 
     return Annotated[int, BeforeValidator(check)]
@@ -327,8 +325,9 @@ class GpuConfig(Section):
                         example="true", default=False)
     accelerator: Choice(*GPU_MACHINE_FAMILIES) = key("orbit:gpuType", help="GPU accelerator type",
                                                      example="nvidia-l4", default="nvidia-tesla-t4")
-    count: Int(1, 8, 1, 2, 4, 8) = key("orbit:gpuCount", help="GPUs per GPU node (1, 2, 4 or 8)", example="1",
-                                       default=1)
+    count: Annotated[Int(1, 8), AfterValidator(lambda n: n if n in (1, 2, 4, 8) else _fail(
+        f"{n} GPUs per node is not offered; use 1, 2, 4 or 8"))] = key(
+        "orbit:gpuCount", help="GPUs per GPU node (1, 2, 4 or 8)", example="1", default=1)
     machine_type: Text(_MACHINE, "a machine type such as n1-standard-4") = key(
         "orbit:gpuMachineType", help="machine type of the GPU pool (must suit the GPU type)",
         example="g2-standard-8", default="n1-standard-4")
@@ -766,11 +765,15 @@ def rule(*keys: str) -> Callable[[Rule], Rule]:
     return register
 
 
-@rule("gcp:zone", "gcp:region", "orbit:regionalCluster")
-def _zone(c: StackConfig) -> Iterator[tuple[str, str]]:
+@rule("gcp:zone", "orbit:regionalCluster")
+def _zonal(c: StackConfig) -> Iterator[tuple[str, str]]:
     if c.zone is None and not c.cluster.regional:
         yield "gcp:zone", "missing: a zonal cluster needs a zone (or set orbit:regionalCluster true)"
-    elif c.zone is not None and not re.fullmatch(rf"{c.region}-[a-z]", c.zone):
+
+
+@rule("gcp:zone", "gcp:region")
+def _zone(c: StackConfig) -> Iterator[tuple[str, str]]:
+    if c.zone is not None and not re.fullmatch(rf"{c.region}-[a-z]", c.zone):
         yield "gcp:zone", f"{c.zone!r} is not a zone of region {c.region!r} (such as {c.region}-b)"
 
 
@@ -781,24 +784,33 @@ def _serving_pool(c: StackConfig) -> Iterator[tuple[str, str]]:
         yield "orbit:servingMaxNodes", f"{high} is below the minimum of {low}"
 
 
-@rule("orbit:gpuEnabled", "orbit:gpuType", "orbit:gpuMachineType", "orbit:gpuCount")
+@rule("orbit:gpuEnabled", "orbit:gpuType", "orbit:gpuMachineType")
 def _gpu_machine(c: StackConfig) -> Iterator[tuple[str, str]]:
     gpu = c.cluster.gpu
     families = GPU_MACHINE_FAMILIES[gpu.accelerator]
     if gpu.enabled and not gpu.machine_type.startswith(families):
         yield "orbit:gpuMachineType", (f"{gpu.machine_type} cannot carry {gpu.accelerator}; use a "
                                        f"{' or '.join(f + '*' for f in families)} machine type")
-    elif gpu.enabled and (fixed := fixed_gpu_count(gpu.machine_type)) not in (None, gpu.count):
+
+
+@rule("orbit:gpuEnabled", "orbit:gpuMachineType", "orbit:gpuCount")
+def _gpu_count(c: StackConfig) -> Iterator[tuple[str, str]]:
+    gpu = c.cluster.gpu
+    if gpu.enabled and (fixed := fixed_gpu_count(gpu.machine_type)) not in (None, gpu.count):
         yield "orbit:gpuCount", (f"{gpu.machine_type} comes with exactly {fixed} GPU(s), not {gpu.count}: "
                                  f"set orbit:gpuCount {fixed}, or pick the machine type of that size")
 
 
-@rule("orbit:gpuZones", "gcp:region", "orbit:gpuEnabled", "orbit:regionalCluster", "orbit:gpuType")
+@rule("orbit:gpuZones", "gcp:region")
 def _gpu_zones(c: StackConfig) -> Iterator[tuple[str, str]]:
-    gpu = c.cluster.gpu
-    for zone in gpu.zones:
+    for zone in c.cluster.gpu.zones:
         if not re.fullmatch(rf"{c.region}-[a-z]", zone):
             yield "orbit:gpuZones", f"{zone!r} is not a zone of region {c.region!r}"
+
+
+@rule("orbit:gpuZones", "orbit:gpuEnabled", "orbit:regionalCluster", "orbit:gpuType")
+def _regional_gpu_zones(c: StackConfig) -> Iterator[tuple[str, str]]:
+    gpu = c.cluster.gpu
     if gpu.enabled and c.cluster.regional and not gpu.zones:
         yield "orbit:gpuZones", (
             "missing: a regional cluster's GPU pool would inherit all its zones, and creation fails where "
@@ -815,20 +827,28 @@ def _control_plane(c: StackConfig) -> Iterator[tuple[str, str]]:
             "endpoint")
 
 
-def _required_while(condition: str, pairs: list[tuple[str, Any]]) -> Iterator[tuple[str, str]]:
-    for name, value in pairs:
-        if value is None:
-            yield name, f"missing: {KEYS[name].plain_help} (needed while {condition})"
+def required_while(switch: str, condition: str, when: Callable[[StackConfig], bool],
+                   needed: dict[str, Callable[[StackConfig], Any]]) -> None:
+    """One rule per needed key: it must be set while `when` holds (the switch key says so)."""
+    for name, value in needed.items():
+        def check(c: StackConfig, name: str = name, value: Callable = value) -> Iterator[tuple[str, str]]:
+            if when(c) and value(c) is None:
+                yield name, f"missing: {KEYS[name].plain_help} (needed while {condition})"
+
+        rule(switch, name)(check)
 
 
-@rule("orbit:runnersEnabled", "orbit:githubAppId", "orbit:githubAppInstallationId",
-      "orbit:githubAppPrivateKey")
-def _runners(c: StackConfig) -> Iterator[tuple[str, str]]:
-    r = c.runners
-    if r.enabled:
-        yield from _required_while("orbit:runnersEnabled is true", [
-            ("orbit:githubAppId", r.app_id), ("orbit:githubAppInstallationId", r.installation_id),
-            ("orbit:githubAppPrivateKey", r.private_key)])
+required_while("orbit:runnersEnabled", "orbit:runnersEnabled is true", lambda c: c.runners.enabled, {
+    "orbit:githubAppId": lambda c: c.runners.app_id,
+    "orbit:githubAppInstallationId": lambda c: c.runners.installation_id,
+    "orbit:githubAppPrivateKey": lambda c: c.runners.private_key})
+required_while("orbit:serviceAccess", "orbit:serviceAccess is iap; docs/edge.md says where to create the "
+               "client", lambda c: c.edge.access == "iap", {
+                   "orbit:iapClientId": lambda c: c.edge.iap_client_id,
+                   "orbit:iapClientSecret": lambda c: c.edge.iap_client_secret})
+required_while("orbit:labelStudioEnabled", "orbit:labelStudioEnabled is true", lambda c: c.labeling.enabled, {
+    "orbit:labelStudioImage": lambda c: c.labeling.image,
+    "orbit:labelStudioPostgresImage": lambda c: c.labeling.postgres_image})
 
 
 @rule("orbit:bucketForceDestroy", "orbit:protect")
@@ -837,14 +857,18 @@ def _bucket(c: StackConfig) -> Iterator[tuple[str, str]]:
         yield "orbit:bucketForceDestroy", "true contradicts orbit:protect true (a protected stack keeps data)"
 
 
-@rule("orbit:serviceEnabled", "orbit:serviceImageTag", "orbit:serviceImageDigest")
-def _service_image(c: StackConfig) -> Iterator[tuple[str, str]]:
-    s = c.service
-    if s.image_tag is None and s.enabled:
+@rule("orbit:serviceEnabled", "orbit:serviceImageTag")
+def _service_tag(c: StackConfig) -> Iterator[tuple[str, str]]:
+    if c.service.image_tag is None and c.service.enabled:
         # A plain `up` keeps the live image; CI's deploy passes tag and digest with serviceEnabled true.
         yield "orbit:serviceImageTag", (
             "missing: the image tag to deploy, needed while orbit:serviceEnabled is true (to keep the live "
             "image instead: pulumi config rm orbit:serviceEnabled)")
+
+
+@rule("orbit:serviceImageTag", "orbit:serviceImageDigest")
+def _service_digest(c: StackConfig) -> Iterator[tuple[str, str]]:
+    s = c.service
     if s.image_tag is not None and s.image_digest is None:
         yield "orbit:serviceImageDigest", (
             "missing: the digest of orbit:serviceImageTag, so that the cluster pulls exactly the image that "
@@ -854,48 +878,67 @@ def _service_image(c: StackConfig) -> Iterator[tuple[str, str]]:
         yield "orbit:serviceImageDigest", "set without orbit:serviceImageTag: set both, or neither"
 
 
-@rule("orbit:serviceMinReplicas", "orbit:serviceMaxReplicas", "orbit:serviceCpuRequest",
-      "orbit:serviceCpuLimit", "orbit:serviceMemoryRequest", "orbit:serviceMemoryLimit", "orbit:serviceType",
-      "orbit:serviceSourceRanges")
-def _service_size(c: StackConfig) -> Iterator[tuple[str, str]]:
+@rule("orbit:serviceMinReplicas", "orbit:serviceMaxReplicas")
+def _replicas(c: StackConfig) -> Iterator[tuple[str, str]]:
     s = c.service
     if s.max_replicas < s.min_replicas:
         yield "orbit:serviceMaxReplicas", (
             f"{s.max_replicas} is below orbit:serviceMinReplicas {s.min_replicas}")
-    for what, size, request, limit in (("Cpu", cpu_millis, s.cpu_request, s.cpu_limit),
-                                       ("Memory", memory_bytes, s.memory_request, s.memory_limit)):
-        if size(request) > size(limit):
-            yield f"orbit:service{what}Request", f"{request} exceeds orbit:service{what}Limit {limit}"
-    if s.source_ranges and s.type != "LoadBalancer":
+
+
+def _request_within_limit(what: str, size: Callable[[str], int | None]) -> None:
+    request, limit = f"orbit:service{what}Request", f"orbit:service{what}Limit"
+
+    @rule(request, limit)
+    def check(c: StackConfig) -> Iterator[tuple[str, str]]:
+        wanted, cap = (getattr(c.service, f"{what.lower()}_{end}") for end in ("request", "limit"))
+        if size(wanted) > size(cap):
+            yield request, f"{wanted} exceeds {limit} {cap}"
+
+
+_request_within_limit("Cpu", cpu_millis)
+_request_within_limit("Memory", memory_bytes)
+
+
+@rule("orbit:serviceType", "orbit:serviceSourceRanges")
+def _source_ranges(c: StackConfig) -> Iterator[tuple[str, str]]:
+    if c.service.source_ranges and c.service.type != "LoadBalancer":
         yield "orbit:serviceSourceRanges", "only applies to orbit:serviceType LoadBalancer"
 
 
-@rule("orbit:budgetAmount", "orbit:billingAccount", "orbit:budgetThresholds")
-def _budget(c: StackConfig) -> Iterator[tuple[str, str]]:
+@rule("orbit:budgetAmount", "orbit:billingAccount")
+def _billing_account(c: StackConfig) -> Iterator[tuple[str, str]]:
     if c.budget.enabled and c.budget.billing_account is None:
         yield "orbit:billingAccount", "missing: a budget (orbit:budgetAmount > 0) needs the billing account"
+
+
+@rule("orbit:budgetAmount", "orbit:budgetThresholds")
+def _thresholds(c: StackConfig) -> Iterator[tuple[str, str]]:
     if c.budget.enabled and not c.budget.thresholds:
         yield "orbit:budgetThresholds", "a budget needs at least one alert threshold"
 
 
-@rule("orbit:serviceAccess", "orbit:serviceDomain", "orbit:serviceType", "orbit:iapMembers",
-      "orbit:iapClientId", "orbit:iapClientSecret")
-def _edge(c: StackConfig) -> Iterator[tuple[str, str]]:
-    e = c.edge
-    if e.exposed and e.domain is None:
+@rule("orbit:serviceAccess", "orbit:serviceDomain")
+def _domain(c: StackConfig) -> Iterator[tuple[str, str]]:
+    if c.edge.exposed and c.edge.domain is None:
         yield "orbit:serviceDomain", (
-            f"missing: orbit:serviceAccess {e.access} serves HTTPS on a domain of yours (its certificate is "
-            "issued for it); or keep the stack private with `pulumi config set orbit:serviceAccess internal`")
-    if e.exposed and c.service.type != "ClusterIP":
+            f"missing: orbit:serviceAccess {c.edge.access} serves HTTPS on a domain of yours (its "
+            "certificate is issued for it); or keep the stack private with `pulumi config set "
+            "orbit:serviceAccess internal`")
+
+
+@rule("orbit:serviceAccess", "orbit:serviceType")
+def _exposed_type(c: StackConfig) -> Iterator[tuple[str, str]]:
+    if c.edge.exposed and c.service.type != "ClusterIP":
         yield "orbit:serviceType", (
-            f"{c.service.type} beside orbit:serviceAccess {e.access} would publish the pods in plain HTTP "
-            "next to the HTTPS gateway; the gateway reaches a ClusterIP Service")
-    if e.access == "iap":
-        if not e.iap_members:
-            yield "orbit:iapMembers", "missing: iap admits nobody unless principals are listed"
-        yield from _required_while(
-            "orbit:serviceAccess is iap; docs/edge.md says where to create the client",
-            [("orbit:iapClientId", e.iap_client_id), ("orbit:iapClientSecret", e.iap_client_secret)])
+            f"{c.service.type} beside orbit:serviceAccess {c.edge.access} would publish the pods in plain "
+            "HTTP next to the HTTPS gateway; the gateway reaches a ClusterIP Service")
+
+
+@rule("orbit:serviceAccess", "orbit:iapMembers")
+def _iap_members(c: StackConfig) -> Iterator[tuple[str, str]]:
+    if c.edge.access == "iap" and not c.edge.iap_members:
+        yield "orbit:iapMembers", "missing: iap admits nobody unless principals are listed"
 
 
 @rule("orbit:unknownRateAlertEnabled", "orbit:alertNotificationChannels")
@@ -904,14 +947,6 @@ def _alert(c: StackConfig) -> Iterator[tuple[str, str]]:
         yield "orbit:alertNotificationChannels", (
             "missing: the unknown-rate alert would notify nobody; list a notification channel, or keep "
             "orbit:unknownRateAlertEnabled false")
-
-
-@rule("orbit:labelStudioEnabled", "orbit:labelStudioImage", "orbit:labelStudioPostgresImage")
-def _labeling(c: StackConfig) -> Iterator[tuple[str, str]]:
-    if c.labeling.enabled:
-        yield from _required_while("orbit:labelStudioEnabled is true", [
-            ("orbit:labelStudioImage", c.labeling.image),
-            ("orbit:labelStudioPostgresImage", c.labeling.postgres_image)])
 
 
 # ---- reading ---------------------------------------------------------------------------------------------
