@@ -37,11 +37,17 @@ def test_only_the_project_s_own_keys_are_declared_as_pulumi_allows():
 
 
 def _conforms(value, declaration) -> bool:
+    """Pulumi's own check (sdk/go/common/workspace/project.go, ValidateConfigValue): a string must be a
+    string; an integer may be a whole number or its digits; a boolean true/false or "true"/"false"."""
     kind = declaration["type"]
     if kind == "array":
         return isinstance(value, list) and all(_conforms(v, declaration["items"]) for v in value)
-    return {"string": isinstance(value, str), "boolean": isinstance(value, bool),
-            "integer": isinstance(value, int) and not isinstance(value, bool)}[kind]
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, str) and value.lstrip("-").isdigit())
+    if kind == "boolean":
+        return isinstance(value, bool) or value in ("true", "false")
+    return isinstance(value, str)
 
 
 @pytest.mark.parametrize("root", [REPO_ROOT, FIXTURES], ids=["repository", "fixtures"])
