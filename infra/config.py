@@ -86,7 +86,7 @@ def _bool(value: Any) -> bool:
     _fail(f"{value!r} is not true or false")
 
 
-def Int(lo: int, hi: int) -> Any:  # noqa: N802 (a type)
+def Int(lo: int, hi: int) -> Any:
     def check(value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
@@ -103,7 +103,7 @@ def Int(lo: int, hi: int) -> Any:  # noqa: N802 (a type)
     return Annotated[int, BeforeValidator(check)]
 
 
-def Float(lo: float, hi: float, what: str = "outside") -> Any:  # noqa: N802
+def Float(lo: float, hi: float, what: str | None = None) -> Any:
     def check(value: Any) -> float:
         try:
             if isinstance(value, bool):
@@ -112,13 +112,14 @@ def Float(lo: float, hi: float, what: str = "outside") -> Any:  # noqa: N802
         except (TypeError, ValueError):
             _fail(f"{value!r} is not a number")
         if not lo <= number <= hi:
-            _fail(f"{number:g} is {what} {lo:g}..{hi:g}" if what == "outside" else f"{value!r} is not {what}")
+            _fail(f"{value!r} is not {what}" if what else f"{number:g} is outside {lo:g}..{hi:g}")
         return number
 
     return Annotated[float, BeforeValidator(check)]
 
 
-def Text(pattern: str | None = None, what: str = "valid", check: Callable[[str], None] | None = None) -> Any:  # noqa: N802
+def Text(pattern: str | None = None, what: str = "valid",
+         check: Callable[[str], None] | None = None) -> Any:
     def text(value: Any) -> str:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             _fail(f"expected a string, got {type(value).__name__}")
@@ -132,7 +133,7 @@ def Text(pattern: str | None = None, what: str = "valid", check: Callable[[str],
     return Annotated[str, BeforeValidator(text)]
 
 
-def Choice(*options: str) -> Any:  # noqa: N802
+def Choice(*options: str) -> Any:
     def check(value: Any) -> str:
         if value not in options:
             _fail(f"{value!r} is not one of {', '.join(options)}")
@@ -157,7 +158,7 @@ def _structured(kind: type) -> Callable[[Any], Any]:
     return parse
 
 
-def List(item: Any, *after: Callable[[tuple], tuple]) -> Any:  # noqa: N802
+def List(item: Any, *after: Callable[[tuple], tuple]) -> Any:
     return Annotated[tuple[item, ...], BeforeValidator(_structured(list)), *map(AfterValidator, after)]
 
 
@@ -172,7 +173,7 @@ def _cidr(value: Any) -> str:
         _fail(f"{value!r} is not a CIDR block such as 203.0.113.0/24")
 
 
-def Opt(kind: Any) -> Any:  # noqa: N802
+def Opt(kind: Any) -> Any:
     """`kind` or unset (None): the validators stay outside the union, so a bad value gets one message."""
     return Annotated[kind.__origin__ | None, *kind.__metadata__]
 
@@ -254,7 +255,7 @@ def memory_bytes(quantity: str) -> int | None:
     return round(float(m["n"]) * _MEM_UNITS[m["u"]]) if m else None
 
 
-def Quantity(parser: Callable[[str], int | None], what: str, example: str) -> Any:  # noqa: N802
+def Quantity(parser: Callable[[str], int | None], what: str, example: str) -> Any:
     def check(value: str) -> None:
         if parser(value) is None:
             _fail(f"{value!r} is not a {what} quantity such as {example}")
@@ -287,7 +288,7 @@ _CHANNEL = r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]{1
 # ---- the model: one field per key, grouped as the components read them -----------------------------------
 
 
-def key(name: str, *, help: str, example: str, default: Any = ..., secret: bool = False,  # noqa: A002
+def key(name: str, *, help: str, example: str, default: Any = ..., secret: bool = False,
         shown: str | None = None) -> Any:
     """A config key: `name` as `pulumi config set` takes it, what it does, a valid example value, and
     (`shown`) what the docs' default column says when the default alone would mislead."""
