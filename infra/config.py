@@ -348,8 +348,7 @@ class ClusterConfig(Section):
                          "and nodes", example="true", default=False)
     release_channel: Choice("RAPID", "REGULAR", "STABLE", "EXTENDED") = key(
         "orbit:releaseChannel", help="GKE release channel: RAPID, REGULAR, STABLE or EXTENDED",
-        example="STABLE",
-        default="REGULAR")
+        example="STABLE", default="REGULAR")
     dns_access: Bool = key("orbit:controlPlaneDnsAccess", help="reach the control plane at its DNS endpoint, "
                            "where Google IAM checks every request (works from anywhere, GitHub-hosted "
                            "runners included)", example="true", default=True)
@@ -423,20 +422,16 @@ class RunnersConfig(Section):
                         "sets", example="false", default=True)
     app_id: Opt(Text(r"^(?:[0-9]+|Iv[0-9A-Za-z.]{4,40})$", "a GitHub App ID (digits) or client ID (Iv…)")) = (
         key("orbit:githubAppId", help="GitHub App ID (or client ID) that ARC authenticates as",
-            example="123456",
-            default=None, shown="**required** while `runnersEnabled`"))
+            example="123456", default=None, shown="**required** while `runnersEnabled`"))
     installation_id: Opt(Text(_DIGITS, "a numeric installation ID")) = key(
         "orbit:githubAppInstallationId", help="installation ID of that GitHub App on the repository",
-        example="7654321",
-        default=None, shown="**required** while `runnersEnabled`")
+        example="7654321", default=None, shown="**required** while `runnersEnabled`")
     private_key: Secret = key("orbit:githubAppPrivateKey", help="the GitHub App's private key (PEM), stored "
                               "as a Pulumi secret", example="github-app.private-key.pem",
-                              default=None, secret=True,
-                              shown="**secret**, required while `runnersEnabled`")
+                              default=None, secret=True, shown="**secret**, required while `runnersEnabled`")
     chart_version: Text(r"^[0-9]+\.[0-9]+\.[0-9]+$", "a chart version such as 0.14.2") = key(
         "orbit:arcChartVersion", help="version of both actions-runner-controller Helm charts",
-        example="0.14.2",
-        default="0.14.2")
+        example="0.14.2", default="0.14.2")
     runner_image: Text(check=_pinned_image) = key(
         "orbit:runnerImage", help="runner container image, pinned (never :latest)",
         example="ghcr.io/actions/actions-runner:2.334.0", default="ghcr.io/actions/actions-runner:2.334.0")
@@ -446,11 +441,9 @@ class RunnersConfig(Section):
         "orbit:runnerMemory", help="memory of one CPU runner pod (request = limit)", example="8Gi",
         default="6Gi")
     max_cpu_runners: Int(1, 100) = key("orbit:runnerMaxCpu", help="maximum concurrent CPU runners",
-                                       example="6",
-                                       default=3)
+                                       example="6", default=3)
     max_gpu_runners: Int(1, 50) = key("orbit:runnerMaxGpu", help="maximum concurrent GPU runners",
-                                      example="2",
-                                      default=1)
+                                      example="2", default=1)
 
 
 class BucketConfig(Section):
@@ -458,7 +451,7 @@ class BucketConfig(Section):
         "orbit:bucketLocation", help="location of the data bucket (default: the region)", example="EU",
         default=None)
     force_destroy: Opt(Bool) = key("orbit:bucketForceDestroy", help="let `pulumi destroy` delete a non-empty "
-                                     "bucket (default: true unless protect)", example="false", default=None)
+                                   "bucket (default: true unless protect)", example="false", default=None)
     noncurrent_days: Int(1, 3650) = key("orbit:bucketNoncurrentDays", help="delete noncurrent object "
                                         "versions after this many days", example="90", default=30)
     noncurrent_versions: Int(1, 1000) = key("orbit:bucketNoncurrentVersions", help="keep at most this many "
@@ -466,8 +459,7 @@ class BucketConfig(Section):
     soft_delete_days: Annotated[Int(0, 90), AfterValidator(
         lambda days: _fail("must be 0 (off) or 7..90 days (a GCS limit)") if 0 < days < 7 else days)] = key(
         "orbit:bucketSoftDeleteDays", help="soft-delete retention of deleted objects, days (0 = off)",
-        example="7",
-        default=0)
+        example="7", default=0)
 
 
 class RegistryConfig(Section):
@@ -499,8 +491,7 @@ class ServiceConfig(Section):
     image_digest: Opt(Text(r"^sha256:[a-f0-9]{64}$", "an image digest such as sha256:<64 hex digits>")) = key(
         "orbit:serviceImageDigest", help="digest of that tag as the build resolved it (`ci.image` prints "
         "it): the cluster pulls `name:tag@digest`, so moving the tag changes nothing",
-        example="sha256:" + "0" * 64,
-        default=None, shown="**required** with `serviceImageTag`")
+        example="sha256:" + "0" * 64, default=None, shown="**required** with `serviceImageTag`")
     min_replicas: Int(1, 100) = key("orbit:serviceMinReplicas", help="HPA minimum replicas", example="2",
                                     default=1)
     max_replicas: Int(1, 100) = key("orbit:serviceMaxReplicas", help="HPA maximum replicas", example="6",
@@ -533,8 +524,7 @@ class BudgetConfig(Section):
     billing_account: Opt(Text(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$", "a billing account ID such as "
                           "012345-6789AB-CDEF01")) = key(
         "orbit:billingAccount", help="billing account ID", shown="**required** with a budget",
-        example="012345-6789AB-CDEF01",
-        default=None)
+        example="012345-6789AB-CDEF01", default=None)
     thresholds: List(Float(0.0001, 10, "a fraction of the budget in (0, 10]"), _unique) = key(
         "orbit:budgetThresholds", help="alert at these fractions of the budget", example="0.5",
         default=(0.5, 0.9, 1.0))
@@ -552,8 +542,7 @@ class EdgeConfig(Section):
     domain: Opt(Text(_DOMAIN,
                      "a domain name such as planets.example.org (lowercase, no scheme, no path)")) = key(
         "orbit:serviceDomain", help="domain the HTTPS gateway serves",
-        shown="**required** for `public` and `iap`",
-        example="planets.example.org", default=None)
+        shown="**required** for `public` and `iap`", example="planets.example.org", default=None)
     rate_limit_per_minute: Int(1, 100_000) = key(
         "orbit:edgeRateLimitPerMinute", help="Cloud Armor: requests per minute one client IP may send before "
         "it gets 429", example="300", default=120)
@@ -574,8 +563,7 @@ class EdgeConfig(Section):
                 default=None, shown="**required** for `iap`")
     iap_client_secret: Secret = key("orbit:iapClientSecret", help="that OAuth client's secret, stored as a "
                                     "Pulumi secret (iap mode)", example="iap-client-secret.txt",
-                                    default=None, secret=True,
-                                    shown="**secret**, required for `iap`")
+                                    default=None, secret=True, shown="**secret**, required for `iap`")
 
     @property
     def exposed(self) -> bool:
@@ -637,13 +625,12 @@ class StackConfig(Section):
         "gcp:region", help="region of the bucket, registry, network and (regional) cluster",
         example="europe-west1")
     zone: Opt(Text()) = key("gcp:zone", help="zone of a zonal cluster (required unless orbit:regionalCluster "
-                              "is true)", example="europe-west1-b", default=None)
+                            "is true)", example="europe-west1-b", default=None)
     name_prefix: Text(r"^[a-z][a-z0-9-]{1,10}[a-z0-9]$", "3-12 characters of a-z, 0-9 and -, from a-z") = key(
         "orbit:namePrefix", help="prefix of every resource name (3-12 chars, a-z0-9-)", example="orbit",
         default="orbit")
     extra_labels: Labels = key("orbit:labels", help="extra labels on every Google resource",
-                               example="team=ml",
-                               default={})
+                               example="team=ml", default={})
     protect: Bool = key("orbit:protect", help="production guard: Pulumi `protect`, GKE deletion protection, "
                         "PREVENT deletion policies", example="true", default=False)
     github: GitHubConfig
@@ -823,9 +810,8 @@ def _regional_gpu_zones(c: StackConfig) -> Iterator[tuple[str, str]]:
 def _control_plane(c: StackConfig) -> Iterator[tuple[str, str]]:
     if not c.cluster.dns_access and not c.cluster.authorized_networks:
         yield "orbit:controlPlaneDnsAccess", (
-            "false with no orbit:masterAuthorizedNetworks leaves the control plane unreachable for "
-            "`pulumi up` and kubectl: keep the DNS endpoint, or list the CIDRs that may reach the IP "
-            "endpoint")
+            "false with no orbit:masterAuthorizedNetworks leaves the control plane unreachable for `pulumi "
+            "up` and kubectl: keep the DNS endpoint, or list the CIDRs that may reach the IP endpoint")
 
 
 def required_while(switch: str, condition: str, when: Callable[[StackConfig], bool],
