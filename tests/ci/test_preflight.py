@@ -235,3 +235,11 @@ def test_checking_variables_needs_nothing_but_the_standard_library():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "preflight: ok: PULUMI_STACK\n"
+
+
+def test_the_keys_preflight_names_are_keys_infra_reads():
+    """A renamed key would otherwise silently stop being checked (the variables check stays stdlib-only)."""
+    from infra.config import KEYS
+
+    named = {*preflight.STACK_PLACEHOLDERS, *preflight.STACK_KEYS_SET_BY_CI, *preflight._OPTIONAL_KEYS}
+    assert named <= set(KEYS)
