@@ -607,7 +607,7 @@ class LabelingConfig(Section):
     image: Opt(Text(check=_by_digest)) = key(
         "orbit:labelStudioImage", help="Label Studio image, pinned by digest",
         shown="**required** with `labelStudioEnabled`",
-              example="heartexlabs/label-studio:1.23.2@sha256:" + "0" * 64, default=None)
+        example="heartexlabs/label-studio:1.23.2@sha256:" + "0" * 64, default=None)
     postgres_image: Opt(Text(check=_by_digest)) = key(
         "orbit:labelStudioPostgresImage",
         help="PostgreSQL image of Label Studio's database, pinned by digest",
@@ -709,8 +709,9 @@ def _keys(model: type[Section]) -> Iterator[Key]:
         elif field.alias:
             extra = field.json_schema_extra
             kind = {tuple: "list", dict: "map"}.get(get_origin(field.annotation), "scalar")
-            yield Key(field.alias, field.description, extra["example"], field.default, field.is_required(),
-                      extra["secret"], kind, field.annotation, extra["shown"])
+            required = field.is_required()
+            yield Key(field.alias, field.description, extra["example"], None if required else field.default,
+                      required, extra["secret"], kind, field.annotation, extra["shown"])
 
 
 # The single table of keys, in the model's order: docs/infra.md's table and Pulumi.yaml are generated from it.
