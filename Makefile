@@ -21,7 +21,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # gcsfs otherwise probes the bucket type over gRPC and waits 60 s against the emulator.
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 
-.PHONY: help setup setup-infra crd-schemas data bucket-start bucket-stop repro push pull metrics bento serve demo \
+.PHONY: help setup setup-infra crd-schemas config-docs data bucket-start bucket-stop repro push pull metrics bento serve demo \
         test test-main test-infra bench-train bench-serve bench-novelty plan lint clean image \
         setup-label label label-stop label-import label-export label-demo \
         drift bench-monitor monitor-demo
@@ -142,6 +142,9 @@ monitor-demo: $(STAMP) ## bucket + server with the prediction log, known traffic
 STACK ?= dev
 plan: $(INFRA_STAMP) ## what a stack would create (STACK=dev|prod, TAG=<sha>: a release), from mocks, not `pulumi preview`
 	$(INFRA_PY) -m infra.plan --stack $(STACK) $(if $(TAG),--image-tag $(TAG))
+
+config-docs: $(INFRA_STAMP) ## regenerate the config key table (docs/infra.md) and Pulumi.yaml's config: from infra/config.py
+	$(INFRA_PY) -m infra.config_docs
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

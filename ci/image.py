@@ -3,8 +3,8 @@
     python -m ci.image --image europe-west6-docker.pkg.dev/proj/orbit/planet-classifier:3f2c1ab...
     python -m ci.image --repository "$REGISTRY_PATH" --stack dev --tag "$GITHUB_SHA"
 
-The second form names the image as the stack serves it (`orbit:serviceImageName` in Pulumi.<stack>.yaml),
-read from the file so that the job building it needs no access to the Pulumi state.
+The second form names the image as the stack serves it (`orbit:serviceImageName` of Pulumi.<stack>.yaml, read
+and validated by infra/config.py without the engine), so that the job building it needs no Pulumi state.
 
 It takes the newest bento in $BENTOML_HOME (or --bento NAME:VERSION), builds it with `bentoml containerize`
 on whichever OCI builder the runner has (docker, else buildah, else podman), always for linux/amd64 (GKE's
@@ -28,13 +28,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from infra.config import ConfigError, from_stack_file
 
 BACKENDS = ("docker", "buildah", "podman")
-#: `orbit:serviceImageName` and its default, as infra/config.py reads them (ci/ cannot import infra/).
-IMAGE_NAME_KEY = "orbit:serviceImageName"
-DEFAULT_IMAGE_NAME = "planet-classifier"
-_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _REF = re.compile(r"^[a-z0-9.-]+(?::\d+)?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 #: run(cmd, capture): capture=False streams the output to the log (builds are long and people watch them).
@@ -66,23 +62,13 @@ def valid_ref(ref: str) -> str:
 
 
 def image_name(stack: str, root: Path = Path(".")) -> str:
-    """The image name the stack deploys: `orbit:serviceImageName` of Pulumi.<stack>.yaml, or its default."""
-    path = root / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        raise ImageError(f"{path} not found: is PULUMI_STACK={stack!r} right? (`pulumi stack init {stack}`)")
+    """The image name the stack deploys: `orbit:serviceImageName` of its valid Pulumi.<stack>.yaml."""
     try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ImageError(f"{path} is not valid YAML ({exc})") from None
-    config = document.get("config") if isinstance(document, dict) else None
-    if not isinstance(config, dict):
-        raise ImageError(f"{path} has no `config:` mapping; is it a Pulumi stack file?")
-    name = config.get(IMAGE_NAME_KEY, config.get(IMAGE_NAME_KEY.split(":", 1)[1], DEFAULT_IMAGE_NAME))
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ImageError(
-            f"{IMAGE_NAME_KEY} in {path} is {name!r}, not an image name like {DEFAULT_IMAGE_NAME}"
-        )
-    return name
+        return from_stack_file(stack, root).service.image_name
+    except FileNotFoundError as exc:
+        raise ImageError(f"{exc}: is PULUMI_STACK={stack!r} right?") from None
+    except ConfigError as exc:
+        raise ImageError(f"Pulumi.{stack}.yaml is not a valid stack file, fix it first:\n{exc}") from None
 
 
 def newest_bento(run: Runner = _run) -> str:

@@ -6,11 +6,12 @@ runs `pulumi up` against a project it does not own. Each workflow maps the `vars
 environment under the same names and calls this:
 
     python -m ci.preflight WIF_PROVIDER CI_SERVICE_ACCOUNT BUCKET_URL    # stdlib only: before any install
-    python -m ci.preflight --stack "$PULUMI_STACK" WIF_PROVIDER ...       # also Pulumi.<stack>.yaml (PyYAML)
+    python -m ci.preflight --stack "$PULUMI_STACK" WIF_PROVIDER ...    # also Pulumi.<stack>.yaml (pydantic)
 
-With `--stack`, the checked-out `Pulumi.<stack>.yaml` must not keep a placeholder value of the example stack
-files, and its GitHub owner, repository and repository ID must be the repository the workflow runs in
-(`GITHUB_REPOSITORY`, `GITHUB_REPOSITORY_ID`): the Workload Identity provider admits no other.
+With `--stack`, the checked-out `Pulumi.<stack>.yaml` must be valid (infra/config.py validates it, as
+`pulumi up` would, without the engine), must not keep a placeholder value of the example stack files, and its
+GitHub owner, repository and repository ID must be the repository the workflow runs in (`GITHUB_REPOSITORY`,
+`GITHUB_REPOSITORY_ID`): the Workload Identity provider admits no other.
 """
 
 from __future__ import annotations
@@ -220,10 +221,24 @@ def check_stack_file(stack: str, root: Path, env: Mapping[str, str]) -> list[Pro
                     line,
                 )
             )
+    problems += _invalid(stack, root, config, path)
     repository = env.get("GITHUB_REPOSITORY", "").strip()
     if "/" in repository:
         problems += _compare_repository(config, repository, env.get("GITHUB_REPOSITORY_ID", ""), stack, path)
     return problems
+
+
+def _invalid(stack: str, root: Path, config: dict, path: Path) -> list[Problem]:
+    """What `pulumi up` would refuse in the file, each with its fix (infra/config.py owns every rule)."""
+    from infra.config import ConfigError, from_stack_file  # pydantic: only for --stack
+
+    try:
+        from_stack_file(stack, root)
+    except ConfigError as error:
+        return [Problem(f"{key}: {message} (fix: `{fix} --stack {stack}`)", path.name,
+                        config.get(key, (None, None))[1])
+                for (key, message), fix in zip(error.problems, error.fixes, strict=True)]
+    return []
 
 
 def _compare_repository(config: dict, repository: str, repository_id: str, stack: str, path: Path):

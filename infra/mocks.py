@@ -18,7 +18,7 @@ import pulumi
 from pulumi.runtime import mocks as runtime_mocks
 from pulumi.runtime import rpc
 
-from infra.config import KEYS, PROJECT_NAME, REPO_ROOT, StackConfig, parse, read_stack_file
+from infra.config import PROJECT_NAME, REPO_ROOT, StackConfig, from_stack_file
 
 FAKE_PROJECT_NUMBER = "123456789012"
 FAKE_ENDPOINT = "192.0.2.10"  # TEST-NET-1
@@ -241,16 +241,5 @@ def run(cfg: StackConfig, live: dict[str, Any] | None = None) -> MockRun:
 
 
 def stack_config(stack: str, overrides: dict[str, Any] | None = None, root: Path = REPO_ROOT) -> StackConfig:
-    """The validated config of a committed Pulumi.<stack>.yaml, with fake secrets (mocks only).
-
-    Encrypted (`secure:`) or absent secrets get a fake value, since no secrets provider is at hand; a secret
-    written in plain text stays as it is, so validation rejects it as it would under `pulumi up`.
-    """
-    values = read_stack_file(stack, root)
-    values.update(overrides or {})
-    secrets = {}
-    for key, spec in KEYS.items():
-        if spec.secret and (key not in values or isinstance(values[key], dict) or values[key] is None):
-            values.pop(key, None)
-            secrets[key] = pulumi.Output.secret(FAKE_PRIVATE_KEY)
-    return parse(values, stack, secrets)
+    """The validated config of a committed Pulumi.<stack>.yaml, with fake secrets (mocks only)."""
+    return from_stack_file(stack, root, overrides, secret=pulumi.Output.secret(FAKE_PRIVATE_KEY))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
+import yaml
 
 from ci import image
 from ci.image import ImageError
@@ -124,24 +126,30 @@ def test_clear_errors():
         image.valid_ref(REF.replace(":3f2c1ab", ":bad tag"))
 
 
-def stack_file(tmp_path, text: str):
-    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+def stack_file(tmp_path, text: str | None = None, **config):
+    """The example dev stack with `config` on top, or `text` as the whole file."""
+    example = yaml.safe_load((Path(__file__).resolve().parents[2] / "Pulumi.dev.yaml").read_text())
+    example["config"].update(config)
+    (tmp_path / "Pulumi.dev.yaml").write_text(text if text is not None else yaml.safe_dump(example))
     return tmp_path
 
 
 def test_image_name_comes_from_the_stack_file_or_its_default(tmp_path):
-    assert image.image_name("dev", stack_file(tmp_path, "config:\n  gcp:project: p\n")) == "planet-classifier"
-    named = stack_file(tmp_path, "config:\n  orbit:serviceImageName: team/classifier\n")
+    assert image.image_name("dev", stack_file(tmp_path)) == "planet-classifier"
+    named = stack_file(tmp_path, **{"orbit:serviceImageName": "team/classifier"})
     assert image.image_name("dev", named) == "team/classifier"
-    unprefixed = stack_file(tmp_path, "config:\n  serviceImageName: other\n")
+    unprefixed = stack_file(tmp_path, serviceImageName="other")
     assert image.image_name("dev", unprefixed) == "other"
 
 
 def test_image_name_errors_say_what_to_fix(tmp_path):
     with pytest.raises(ImageError, match=r"Pulumi.prod.yaml not found.*PULUMI_STACK='prod'"):
         image.image_name("prod", tmp_path)
-    with pytest.raises(ImageError, match="not an image name"):
-        image.image_name("dev", stack_file(tmp_path, "config:\n  orbit:serviceImageName: Bad Name\n"))
+    with pytest.raises(ImageError, match="orbit:serviceImageName: 'Bad Name' is not an image name"):
+        image.image_name("dev", stack_file(tmp_path, **{"orbit:serviceImageName": "Bad Name"}))
+    # The whole stack is validated: a build for a stack that cannot deploy stops before it starts.
+    with pytest.raises(ImageError, match="fix: pulumi config set orbit:servingMaxNodes"):
+        image.image_name("dev", stack_file(tmp_path, **{"orbit:servingMaxNodes": "three"}))
     with pytest.raises(ImageError, match="no `config:` mapping"):
         image.image_name("dev", stack_file(tmp_path, "- a list\n"))
     with pytest.raises(ImageError, match="not valid YAML"):
@@ -149,7 +157,7 @@ def test_image_name_errors_say_what_to_fix(tmp_path):
 
 
 def test_cli_builds_the_reference_from_repository_stack_and_tag(monkeypatch, tmp_path, capsys):
-    monkeypatch.chdir(stack_file(tmp_path, "config:\n  orbit:serviceImageName: planets\n"))
+    monkeypatch.chdir(stack_file(tmp_path, **{"orbit:serviceImageName": "planets"}))
     built = []
     monkeypatch.setattr(image, "build_and_push", lambda ref, bento, backend: built.append(ref) or "ok")
     monkeypatch.setattr(image, "registry_digest", lambda ref, backend: DIGEST)

@@ -83,10 +83,14 @@ CONFIGURED = """\
 config:
   gcp:project: orbit-dev-4821
   gcp:region: europe-west1
+  gcp:zone: europe-west1-b
   orbit:githubOwner: example-org
   orbit:githubRepo: orbit
   orbit:githubRepositoryId: "998877"
+  orbit:workloadIdentityProvider: >-
+    projects/555666777888/locations/global/workloadIdentityPools/orbit-github/providers/github
   orbit:githubAppId: "982341"
+  orbit:githubAppInstallationId: "1122334"
   orbit:labels:
     env: dev
   orbit:masterAuthorizedNetworks:
@@ -104,6 +108,14 @@ def stack_file(tmp_path: Path, text: str, stack: str = "dev") -> Path:
 
 def test_a_configured_stack_file_of_this_repository_passes(tmp_path: Path):
     assert preflight.check_stack_file("dev", stack_file(tmp_path, CONFIGURED), ACTIONS) == []
+
+
+def test_an_invalid_value_is_reported_at_its_line_as_pulumi_up_would(tmp_path: Path):
+    text = CONFIGURED.replace("gcp:zone: europe-west1-b", "gcp:zone: us-east1-b")
+    [problem] = preflight.check_stack_file("dev", stack_file(tmp_path, text), ACTIONS)
+    assert (problem.file, problem.line) == ("Pulumi.dev.yaml", 4)
+    assert problem.message.startswith("gcp:zone: 'us-east1-b' is not a zone of region 'europe-west1'")
+    assert "`pulumi config set gcp:zone europe-west1-b --stack dev`" in problem.message
 
 
 def test_placeholders_are_reported_at_their_line_with_the_command_that_fixes_them(tmp_path: Path):
@@ -223,3 +235,11 @@ def test_checking_variables_needs_nothing_but_the_standard_library():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "preflight: ok: PULUMI_STACK\n"
+
+
+def test_the_keys_preflight_names_are_keys_infra_reads():
+    """A renamed key would otherwise silently stop being checked (the variables check stays stdlib-only)."""
+    from infra.config import KEYS
+
+    named = {*preflight.STACK_PLACEHOLDERS, *preflight.STACK_KEYS_SET_BY_CI, *preflight._OPTIONAL_KEYS}
+    assert named <= set(KEYS)

@@ -1,6 +1,6 @@
 """ci/image.py names the image CI pushes; infra/config.py names the image the cluster pulls. They must agree.
 
-ci/ cannot import infra/ (the build job has no Pulumi), so it keeps its own copy of the key and its default.
+ci/ reads the stack file through infra/config.py (no Pulumi engine needed): the key and its default live once.
 """
 
 from __future__ import annotations
@@ -9,15 +9,10 @@ import pytest
 import yaml
 
 from ci import image
-from infra.config import KEYS, REPO_ROOT, parse, read_stack_file
+from infra.config import REPO_ROOT, parse, read_stack_file
 from tests.infra.support import FIXTURES
 
 SECRET = {"orbit:githubAppPrivateKey": "fake"}  # parse() checks presence only
-
-
-def test_ci_reads_the_same_key_with_the_same_default_as_infra():
-    assert image.IMAGE_NAME_KEY in KEYS
-    assert image.DEFAULT_IMAGE_NAME == KEYS[image.IMAGE_NAME_KEY].default
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -33,7 +28,7 @@ def test_ci_pushes_the_image_each_committed_stack_deploys(stack):
     ({"serviceImageName": "other"}, "other"),  # Pulumi also accepts the key without the project prefix
 ])
 def test_both_readers_agree_on_a_stack_file(tmp_path, entry, expected):
-    config = {k: v for k, v in read_stack_file("dev", FIXTURES).items() if k != image.IMAGE_NAME_KEY}
+    config = {k: v for k, v in read_stack_file("dev", FIXTURES).items() if k != "orbit:serviceImageName"}
     config.update(entry or {})
     (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": config}))
     deployed = parse(read_stack_file("dev", tmp_path), "dev", SECRET).service.image_name

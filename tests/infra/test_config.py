@@ -306,12 +306,6 @@ def test_quantities():
     assert memory_bytes("lots") is None
 
 
-def test_docs_list_every_key():
-    text = (REPO / "docs" / "infra.md").read_text()
-    missing = [key for key in KEYS if f"`{key}`" not in text]
-    assert not missing, f"docs/infra.md lacks {missing}"
-
-
 def test_missing_stack_file_says_how_to_create_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"pulumi stack init staging"):
         read_stack_file("staging", tmp_path)
@@ -382,3 +376,20 @@ def test_fixtures_are_the_examples_the_docs_show():
         fixture = read_stack_file(stack, FIXTURES)
         assert fixture["gcp:project"].startswith("my-gcp-project")
         assert fixture["orbit:githubOwner"] == "my-github-org"
+
+
+def test_a_rule_still_runs_beside_an_invalid_key_it_does_not_read():
+    error = problems(dev_values(orbit__budgetAmount=100, orbit__budgetThresholds=[-1],
+                                orbit__labelStudioEnabled=True, orbit__labelStudioImage="label-studio:1.23"))
+    assert sorted(error.keys) == ["orbit:billingAccount", "orbit:budgetThresholds", "orbit:labelStudioImage",
+                                  "orbit:labelStudioPostgresImage"]
+
+
+def test_a_rule_reading_an_invalid_key_is_skipped_instead_of_guessing():
+    """The old reader compared an invalid maximum's default with the minimum: a problem that was not there."""
+    error = problems(dev_values(orbit__servingMinNodes=4, orbit__servingMaxNodes="three"))
+    assert error.problems == [("orbit:servingMaxNodes", "'three' is not a whole number")]
+
+
+def test_every_rule_reads_declared_keys_only():
+    assert {key for keys, _ in config.RULES for key in keys} <= set(KEYS)

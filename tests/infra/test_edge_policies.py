@@ -123,10 +123,3 @@ def test_the_program_service_would_be_rejected_as_an_external_load_balancer(prod
     props["spec"]["type"] = "LoadBalancer"
     props["metadata"].pop("annotations", None)
     assert [name for name, _ in violations(SERVICE, props)] == ["edge-no-plain-http-load-balancer"]
-
-
-def test_the_policy_docs_describe_the_stack_rules():
-    from pathlib import Path
-
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "policies.md").read_text()
-    assert all(f"`{policy.name}` (stack rule)" in docs for policy in STACK_RULES)

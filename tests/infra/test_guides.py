@@ -86,17 +86,3 @@ def test_every_config_key_a_doc_names_exists(doc):
     text = (REPO / "docs" / doc).read_text()
     named = set(_SPAN_KEY.findall(text)) | set(_COMMAND_KEY.findall(commands(text)))
     assert sorted(named - set(KEYS)) == [], f"docs/{doc} names keys infra/config.py does not read"
-
-
-def table_defaults() -> dict[str, str]:
-    rows = {}
-    for line in INFRA.splitlines():
-        match = re.match(r"^\| `([a-z]+:[A-Za-z]+)` \| ([^|]+) \|", line)
-        if match:
-            rows[match[1]] = match[2].strip()
-    return rows
-
-
-@pytest.mark.parametrize("key", sorted(k for k, spec in KEYS.items() if isinstance(spec.default, bool)))
-def test_the_key_table_shows_each_boolean_default(key):
-    assert table_defaults()[key] == str(KEYS[key].default).lower()
