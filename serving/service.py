@@ -121,11 +121,14 @@ class PlanetClassifier:
         self.prediction_log = ServiceLog.open(
             SETTINGS.prediction_log,
             stored_model=type(self).model_ref.stored,
-            classes=self.classifier.classes,
             image_share=SETTINGS.log_image_share,
         )
         self.batcher: MicroBatcher[bytes, Classified] = MicroBatcher(
-            functools.partial(self.classifier.classify, max_pixels=SETTINGS.max_pixels),
+            functools.partial(
+                self.classifier.classify,
+                max_pixels=SETTINGS.max_pixels,
+                observe=self.prediction_log is not None,  # the log's records, encoded per batch
+            ),
             max_batch_size=SETTINGS.max_batch_size,
             on_batch=BATCH_SIZE.observe,
         )
