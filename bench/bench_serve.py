@@ -141,19 +141,21 @@ def train_small_model(folder: Path) -> None:
 
 
 def worker_rss_mb(pid: int) -> float:
+    """Resident memory of the largest worker process of `bentoml serve` (the target is per worker;
+    ORBIT_WORKERS=2 runs two, each with its own model)."""
     import psutil
 
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return float("nan")
-    total = 0
+    largest = 0
     for child in children:
         try:
-            total += child.memory_info().rss
+            largest = max(largest, child.memory_info().rss)
         except psutil.NoSuchProcess:
             pass
-    return total / 2**20
+    return largest / 2**20
 
 
 def multipart_body(data: bytes) -> bytes:
@@ -369,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a checkout whose service still runs Keras, to run side by side (git archive)")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.levels.split(",")]
-    log(f"==> cpus: {pin_to_target_cpus()}")
+    log(f"==> cpus: {pin_to_target_cpus()}; workers per server: {os.environ.get('ORBIT_WORKERS', '1')}")
 
     workdir = Path(tempfile.mkdtemp(prefix="orbit-bench-serve-"))
     try:
