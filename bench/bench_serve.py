@@ -362,7 +362,7 @@ def verdict(ok: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="time limit per concurrency level")
-    parser.add_argument("--requests", type=int, default=3000, help="request limit per concurrency level")
+    parser.add_argument("--requests", type=int, default=6000, help="request limit per level and server")
     parser.add_argument("--levels", default="1,16,64", help="concurrency levels, comma-separated")
     parser.add_argument("--images", type=int, default=200, help="distinct images to send")
     parser.add_argument("--rounds", type=int, default=4,
