@@ -52,7 +52,7 @@ async def send_json_error(
 
 
 #: Headers that describe the body; the forwarded JSON body gets its own.
-_REPLACED_HEADERS = (b"content-type", b"content-length")
+_REPLACED_HEADERS = (b"content-type", b"content-length", b"transfer-encoding")
 
 
 class _Disconnected(Exception):

@@ -88,3 +88,14 @@ def test_a_file_reference_resolves_only_inside_its_request():
             adapter.validate_python([reference(2)])  # no such file in this request
     with pytest.raises(pydantic.ValidationError, match="expected an uploaded file"):
         adapter.validate_python([reference(0)])  # outside a guarded request: a string as before
+
+
+def test_a_chunked_upload_reaches_the_api_as_one_body(client):
+    """A body sent in chunks (several ASGI messages) is collected, checked and forwarded like any other."""
+    from tests.serving.test_api import MULTIPART, multipart
+
+    body = multipart([("image", "planet.jpg", JPEG)])
+    chunks = iter([body[:100], body[100:]])  # a generator body: sent with Transfer-Encoding: chunked
+    response = client.post("/predict", content=chunks, headers=MULTIPART)
+    assert response.status_code == 200, response.text
+    assert response.json()["prediction"] == "Mars"
