@@ -1,7 +1,9 @@
 """PredictionLog: the service's prediction log, written in batches to the bucket by a background thread.
 
 `record()` is what a request pays: a sampling draw and an append under a lock (microseconds; see
-`make bench-monitor`). Everything slow happens on the flush thread: serialising, uploading, retrying. The
+`make bench-monitor`). Everything slow happens on the flush thread: joining the JSON lines, uploading,
+retrying. It takes a `LogEntry` (the service's write path: its line is already encoded, nothing is
+validated again) or a `PredictionRecord`. The
 buffer is bounded, so a slow or failing bucket costs records (counted in `orbit_monitor_dropped_total`
 and logged), never a request's latency or its answer. `aclose()` (the service's shutdown hook, i.e.
 SIGTERM) flushes what is buffered; a crash loses at most what arrived since the last flush
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from monitor.records import PredictionRecord, split_tag
+from monitor.records import LogEntry, PredictionRecord, split_tag
 from monitor.sinks import ObjectExists, Sink
 
 PREFIX = "monitoring"
@@ -44,6 +46,9 @@ DROPPED = Counter(
     "Prediction-log records or images not written (buffer full, bucket failing, wrong model, closed)",
     ["kind", "reason"],
 )
+#: What `record()` takes: both have `model`, `time`, `unknown`, `sha256`, `with_image()` and `json_line()`.
+Loggable = LogEntry | PredictionRecord
+
 WRITTEN = Counter("orbit_monitor_written", "Prediction-log records and images written", ["kind"])
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -115,7 +120,7 @@ class PredictionLog:
         self.writer_id = writer_id or new_writer_id()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._records: list[PredictionRecord] = []
+        self._records: list[Loggable] = []
         self._images: list[tuple[str, bytes]] = []
         self._image_bytes = 0
         self._pending: list[_Pending] = []  # failed uploads waiting for a retry (counted in the bound)
@@ -131,7 +136,7 @@ class PredictionLog:
 
     # --- the request's side: never blocks on I/O, never raises ----------------------------------------
 
-    def record(self, rec: PredictionRecord, image: bytes | None = None) -> None:
+    def record(self, rec: Loggable, image: bytes | None = None) -> None:
         """Buffer one record (and its upload, if the sampling rule keeps it). Returns in microseconds."""
         try:
             self._record(rec, image)
@@ -139,7 +144,7 @@ class PredictionLog:
             DROPPED.labels("record", "error").inc()
             log.exception("prediction log: record() failed; the record is dropped")
 
-    def _record(self, rec: PredictionRecord, image: bytes | None) -> None:
+    def _record(self, rec: Loggable, image: bytes | None) -> None:
         if rec.model != self.model:
             DROPPED.labels("record", "wrong_model").inc()
             log.error("prediction log of %s got a record of %s; dropped", self.model, rec.model)
@@ -157,7 +162,7 @@ class PredictionLog:
                 keep = False
             if keep:
                 name = image_object_name(self.model, rec.time.strftime("%Y-%m-%d"), rec.sha256, image)
-                rec = rec.model_copy(update={"image_object": name})
+                rec = rec.with_image(name)
                 self._images.append((name, image))
                 self._image_bytes += len(image)
             self._records.append(rec)
@@ -211,13 +216,13 @@ class PredictionLog:
             records, self._records = self._records, []
             images, self._images, self._image_bytes = self._images, [], 0
             pending, self._pending, self._pending_records = self._pending, [], 0
-        by_day: dict[str, list[PredictionRecord]] = defaultdict(list)
+        by_day: dict[str, list[Loggable]] = defaultdict(list)
         for rec in records:
             by_day[rec.time.strftime("%Y-%m-%d")].append(rec)
         fresh = [_Pending(name, data, "image", 1) for name, data in images]  # images first: records name them
         for day, recs in sorted(by_day.items()):
             self._seq += 1
-            body = "".join(r.model_dump_json() + "\n" for r in recs).encode()
+            body = "".join([r.json_line() + "\n" for r in recs]).encode()
             fresh.append(
                 _Pending(
                     record_object_name(self.model, day, self.writer_id, self._seq), body, "record", len(recs)

@@ -8,10 +8,15 @@ The bundle's novelty model (ml/novelty.py) scores the embeddings of the same mod
 says whether the image looks like none of the known classes (`unknown`) without a second forward pass.
 Each upload's :class:`Classified` keeps what monitoring needs later (embedding, preprocessed pixels, the
 original size and mode) so that a prediction can be logged and described without running the model again.
+With `observe=True` (the service, when its prediction log is on) the batch is also described for the log
+right there, vectorised over the batch on the inference thread (`monitor.records.observe_batch`), so that a
+request only adds its time and id to a record that is already encoded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +28,9 @@ import numpy as np
 from ml.inference import Predictor
 from ml.novelty import NoveltyModel, load_from_bundle
 from ml.preprocess import DEFAULT_MAX_PIXELS, InvalidImageError, PreprocessConfig, load_image, preprocess
+from monitor.records import Observation, observe_batch
+
+log = logging.getLogger("orbit.monitor")
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class Classified:
     mode: str  # Pillow's mode of the upload: "RGB", "L", "RGBA", "P", "I;16", ...
     novelty: float  # higher = less like the training images (ml.novelty)
     unknown: bool  # novelty above the threshold chosen on validation data
+    observation: Observation | None = None  # the prediction log's record of it (classify(observe=True))
 
 
 @dataclass(frozen=True)
@@ -68,35 +77,64 @@ class Classifier:
         return cls(predictor=predictor, novelty=load_from_bundle(Path(folder), predictor.meta))
 
     def classify(
-        self, uploads: Sequence[bytes], *, max_pixels: int = DEFAULT_MAX_PIXELS
+        self, uploads: Sequence[bytes], *, max_pixels: int = DEFAULT_MAX_PIXELS, observe: bool = False
     ) -> list[Classified | InvalidImageError]:
         """Decode, preprocess and run a batch of uploaded files in one model call.
 
         A file that is not a usable image gets its own :class:`InvalidImageError` in its slot; the others
-        are still answered, so one bad upload never fails the requests batched with it.
+        are still answered, so one bad upload never fails the requests batched with it. With `observe`, each
+        answer also carries its prediction-log observation (None where it could not be made).
         """
         slots: list[Prepared | InvalidImageError] = []
+        good_uploads: list[bytes] = []
         for data in uploads:
             try:
                 slots.append(self.prepare(data, max_pixels=max_pixels))
+                good_uploads.append(data)
             except InvalidImageError as exc:
                 slots.append(exc)
         good = [s for s in slots if isinstance(s, Prepared)]
         if not good:
             return list(slots)  # type: ignore[arg-type]  # only errors
-        probabilities, embeddings = self.predictor.run(np.stack([p.pixels for p in good]))
-        scores = self.novelty.score(embeddings)  # the same call's embeddings: no second forward pass
-        threshold = self.novelty.threshold
-        answers = iter(zip(good, probabilities, embeddings, scores, strict=True))
+        pixels = np.stack([p.pixels for p in good])
+        probabilities, embeddings = self.predictor.run(pixels)
+        # the same call's embeddings: no second forward pass
+        scores = np.asarray(self.novelty.score(embeddings), dtype=np.float64)
+        unknown = scores > self.novelty.threshold
+        observations: list[Observation | None] = [None] * len(good)
+        if observe:
+            observations = self._observe(
+                good, good_uploads, pixels, probabilities, embeddings, scores, unknown
+            )
+        answers = iter(zip(good, probabilities, embeddings, scores.tolist(), unknown.tolist(), observations,
+                           strict=True))
         results: list[Classified | InvalidImageError] = []
         for slot in slots:
             if isinstance(slot, InvalidImageError):
                 results.append(slot)
                 continue
-            prepared, probs, embedding, score = next(answers)
+            prepared, probs, embedding, score, is_unknown, observation = next(answers)
             results.append(Classified(probs, embedding, prepared.pixels, prepared.width, prepared.height,
-                                      prepared.mode, float(score), bool(score > threshold)))
+                                      prepared.mode, score, is_unknown, observation))
         return results
+
+    def _observe(self, good, uploads, pixels, probabilities, embeddings, scores, unknown):
+        """The log's observations of a batch; a failure here costs the records (counted where they are
+        recorded), never the answers."""
+        try:
+            return observe_batch(
+                classes=self.classes, probabilities=probabilities, embeddings=embeddings, novelty=scores,
+                unknown=unknown, pixels=pixels,
+                uploads=[
+                    # hashlib lets go of the GIL for all but tiny uploads: the event loop runs meanwhile
+                    {"width": p.width, "height": p.height, "mode": p.mode,
+                     "sha256": hashlib.sha256(data).hexdigest()}
+                    for p, data in zip(good, uploads, strict=True)
+                ],
+            )
+        except Exception:
+            log.exception("prediction log: a batch of %d images could not be described", len(good))
+            return [None] * len(good)
 
     def prepare(self, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
         """One upload as model input, through `ml.preprocess` unchanged; any failure is an InvalidImageError.

@@ -2,7 +2,9 @@
 
 BentoML answers 500 to several malformed requests (a multipart body without a boundary, an unknown binary
 field, text where a file is expected; it even tries to download a text field as a URL). These checks
-turn each of them into a 4xx whose JSON body says what was wrong and what to send instead.
+turn each of them into a 4xx whose JSON body says what was wrong and what to send instead. The one pass
+over the form also collects the files, so that nothing parses the form a second time
+(:mod:`serving.middleware`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,21 @@ class UploadRejected(Exception):
 
 
 @dataclass(frozen=True)
+class FormFile:
+    """One file of a checked form: the client's file name (decoded) and the content."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class UploadRule:
-    """What one route accepts: files in one multipart field, at most `max_files` of them."""
+    """What one route accepts: files in one multipart field, at most `max_files` of them; `many` when the
+    API takes them as a list (`list[UploadedFile]`), not as one file."""
 
     field: str
     max_files: int = 1
+    many: bool = False
 
     @property
     def example(self) -> str:
@@ -75,8 +87,8 @@ def too_large_message(limit: int) -> str:
     )
 
 
-def check_filename(raw: bytes, rule: UploadRule) -> None:
-    """Refuse a file name with a NUL character (no file system or log line can hold it).
+def check_filename(raw: bytes, rule: UploadRule) -> str:
+    """The decoded file name; refuse one with a NUL character (no file system or log line can hold it).
 
     Its length is not limited: the prediction APIs keep uploads in memory (serving.uploads), so the name is
     never a temporary file's suffix as with BentoML's `Path` parameters.
@@ -89,12 +101,13 @@ def check_filename(raw: bytes, rule: UploadRule) -> None:
         raise UploadRejected(
             400, f"the file name in '{rule.field}' contains a NUL character; rename the file"
         )
+    return name
 
 
-def check_form(body: bytes, boundary: bytes, rule: UploadRule) -> int:
-    """Scan the part headers (not the data) and return the number of files; reject anything else."""
+def check_form(body: bytes, boundary: bytes, rule: UploadRule) -> list[FormFile]:
+    """Check the part headers and return the files in their order; reject anything else."""
     parts: list[dict[bytes, bytes]] = []
-    sizes: list[int] = []
+    datas: list[list[bytes]] = []
     header: dict[bytes, bytes] = {}
     field: list[bytes] = []
     value: list[bytes] = []
@@ -110,10 +123,10 @@ def check_form(body: bytes, boundary: bytes, rule: UploadRule) -> int:
         header.clear()
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        sizes[-1] += end - start
+        datas[-1].append(data[start:end])
 
     callbacks = {
-        "on_part_begin": lambda: sizes.append(0),
+        "on_part_begin": lambda: datas.append([]),
         "on_part_data": on_part_data,
         "on_header_field": lambda data, start, end: field.append(data[start:end]),
         "on_header_value": lambda data, start, end: value.append(data[start:end]),
@@ -132,8 +145,8 @@ def check_form(body: bytes, boundary: bytes, rule: UploadRule) -> int:
             400, "the multipart/form-data body is truncated (no closing boundary); send the whole request"
         )
 
-    files = 0
-    for headers, size in zip(parts, sizes, strict=False):
+    files: list[FormFile] = []
+    for headers, chunks in zip(parts, datas, strict=False):
         disposition, options = parse_options_header(headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if disposition != b"form-data" or not name:
@@ -148,18 +161,19 @@ def check_form(body: bytes, boundary: bytes, rule: UploadRule) -> int:
             raise UploadRejected(
                 400, f"the field '{rule.field}' must be a file upload, not a text value ({rule.example})"
             )
-        check_filename(options[b"filename"], rule)
-        if size == 0:
+        filename = check_filename(options[b"filename"], rule)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not data:
             raise UploadRejected(
                 400, f"the upload in '{rule.field}' is empty (0 bytes); send a JPEG or PNG file"
             )
-        files += 1
-    if files == 0:
+        files.append(FormFile(filename, data))
+    if not files:
         raise UploadRejected(400, f"no file in the field '{rule.field}'; {rule.example}")
-    if files > rule.max_files:
+    if len(files) > rule.max_files:
         if rule.max_files == 1:
             raise UploadRejected(400, f"send one file in '{rule.field}'; use /predict_batch for several")
         raise UploadRejected(
-            413, f"{files} files in one request; the limit is {rule.max_files}: split the batch"
+            413, f"{len(files)} files in one request; the limit is {rule.max_files}: split the batch"
         )
     return files

@@ -1,9 +1,12 @@
 """ASGI middleware that vets upload requests before BentoML sees them.
 
 It reads the body of the guarded routes itself (bounded by the size limit, so a huge or endless upload is
-cut off early), checks the form with :mod:`serving.inputs`, and only then replays the body to BentoML.
-Every rejection, a wrong method included, is a JSON `{"error": ...}` with a 4xx status; other routes pass
-through untouched.
+cut off early) and checks the form with :mod:`serving.inputs`. Every rejection, a wrong method included, is
+a JSON `{"error": ...}` with a 4xx status; other routes pass through untouched.
+
+A form that passes is not replayed to BentoML as it came: its files are handed over in memory
+(:func:`serving.uploads.forwarded_files`) and BentoML gets `{"field": "#0"}` (or a list of such names) as
+`application/json`, the other body its API endpoints take, so the form is parsed once, here.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from serving.inputs import (
+    FormFile,
     UploadRejected,
     UploadRule,
     boundary_of,
@@ -20,6 +24,7 @@ from serving.inputs import (
     content_length_of,
     too_large_message,
 )
+from serving.uploads import forwarded_files, reference
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -44,6 +49,10 @@ async def send_json_error(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+#: Headers that describe the body; the forwarded JSON body gets its own.
+_REPLACED_HEADERS = (b"content-type", b"content-length", b"transfer-encoding")
 
 
 class _Disconnected(Exception):
@@ -71,13 +80,18 @@ class UploadGuard:
             )
             return
         try:
-            body = await self._read_checked_body(scope, receive, rule)
+            files = await self._read_checked_body(scope, receive, rule)
         except UploadRejected as exc:
             await send_json_error(send, exc.status, exc.message)
             return
         except _Disconnected:
             return
 
+        names = [reference(i) for i in range(len(files))]
+        body = json.dumps({rule.field: names if rule.many else names[0]}).encode()
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in _REPLACED_HEADERS]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        scope = {**scope, "headers": headers}
         replayed = False
 
         async def replay() -> Message:
@@ -87,9 +101,10 @@ class UploadGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # after the body: wait for the disconnect as the server would signal it
 
-        await self.app(scope, replay, send)
+        with forwarded_files(files):
+            await self.app(scope, replay, send)
 
-    async def _read_checked_body(self, scope: Scope, receive: Receive, rule: UploadRule) -> bytes:
+    async def _read_checked_body(self, scope: Scope, receive: Receive, rule: UploadRule) -> list[FormFile]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         boundary = boundary_of(headers.get("content-type"), rule)
         content_length_of(headers.get("content-length"), self.max_body_bytes)
@@ -106,6 +121,4 @@ class UploadGuard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        check_form(body, boundary, rule)
-        return body
+        return check_form(b"".join(chunks), boundary, rule)

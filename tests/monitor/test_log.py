@@ -6,11 +6,12 @@ import asyncio
 import threading
 import time
 
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
 from monitor.log import PredictionLog, new_writer_id, records_prefix
-from monitor.records import PredictionRecord
+from monitor.records import LogEntry, PredictionRecord, observe_batch
 from monitor.sinks import DirSink, ObjectExists
 from tests.conftest import image_bytes, make_image
 from tests.monitor.support import MODEL, synthetic_records
@@ -197,3 +198,36 @@ def test_a_record_of_another_model_is_dropped_not_mixed(tmp_path):
     log.close()
     assert dropped("record", "wrong_model") - before == 1
     assert not read_back(DirSink(tmp_path))
+
+
+def test_service_entries_are_written_as_records_and_keep_images_by_the_rule(tmp_path):
+    """The service's LogEntry (encoded once, never validated on the way) goes through the same buffer."""
+    records = synthetic_records(30, seed=12, unknown_rate=0.5)
+    classes = sorted({r.prediction for r in records})
+    observations = observe_batch(
+        classes=classes,
+        probabilities=np.eye(len(classes), dtype=np.float32)[[classes.index(r.prediction) for r in records]],
+        embeddings=np.array([r.embedding for r in records], dtype=np.float32),
+        novelty=np.array([r.novelty for r in records]),
+        unknown=np.array([r.unknown for r in records]),
+        pixels=np.random.default_rng(0).random((30, 4, 4, 3), dtype=np.float32),
+        uploads=[{"width": r.width, "height": r.height, "mode": r.mode, "sha256": r.sha256} for r in records],
+    )
+    entries = [
+        LogEntry(r.time, r.request_id, MODEL, "d1", o) for r, o in zip(records, observations, strict=True)
+    ]
+    sink = DirSink(tmp_path)
+    log = PredictionLog(sink, model=MODEL, image_share=0.0, flush_interval_s=3600)
+    for entry in entries:
+        log.record(entry, JPEG)
+    log.close()
+    back = {r.request_id: r for r in read_back(sink)}
+    assert sorted(back) == sorted(r.request_id for r in records)
+    for rec in records:
+        got = back[rec.request_id]
+        assert (got.prediction, got.novelty, got.unknown, got.time, got.embedding, got.sha256) == (
+            rec.prediction, rec.novelty, rec.unknown, rec.time, rec.embedding, rec.sha256
+        )
+        assert (got.image_object is not None) == rec.unknown
+        if got.image_object:
+            assert sink.get(got.image_object) == JPEG and rec.sha256 in got.image_object
