@@ -36,6 +36,7 @@ import httpx
 import yaml
 
 from ci import image as ci_image
+from infra.config import KEYS
 from local.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -501,7 +502,8 @@ def image_ref(bento: str, registry: str = REGISTRY_ADDR) -> str:
     name, _, version = bento.partition(":")
     if not version:
         raise LocalImageError(f"{bento!r} is not a bento tag NAME:VERSION")
-    return ci_image.valid_ref(f"{registry}/{ci_image.DEFAULT_IMAGE_NAME}:{version}")
+    name = KEYS["orbit:serviceImageName"].default  # the name a stack deploys unless it sets another
+    return ci_image.valid_ref(f"{registry}/{name}:{version}")
 
 
 def main(argv: list[str] | None = None) -> int:
