@@ -7,7 +7,7 @@ Each field is read from ``ORBIT_<FIELD>`` (pydantic-settings, ``env_prefix``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,7 +41,13 @@ class ServingSettings(BaseSettings):
     )
     max_batch_files: int = Field(64, ge=1, le=1024, description="most images in one /predict_batch request")
     max_batch_size: int = Field(64, ge=1, le=1024, description="most images in one model call")
-    workers: int = Field(1, ge=1, le=64, description="server processes, each with its own copy of the model")
+    # BentoML's "cpu_count" reads the cgroup's CPU quota: one worker in the GKE pod (CPU limit 1), one per core
+    # on a laptop. Each worker is an event loop plus an inference thread sharing one GIL; a second core only
+    # helps through a second process (docs/serving.md, "Workers").
+    workers: int | Literal["cpu_count"] = Field(
+        "cpu_count",
+        description="server processes, each with its own copy of the model; cpu_count = one per CPU available",
+    )
     inference_threads: int = Field(
         1, ge=1, le=256, description="onnxruntime threads per worker; 1 leaves a core to the HTTP event loop"
     )
@@ -64,6 +70,17 @@ class ServingSettings(BaseSettings):
         if isinstance(values, dict):
             return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
         return values
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _worker_count(cls, value: Any) -> Any:
+        """One message for both forms, instead of one per member of the union."""
+        text = str(value).strip()
+        if text == "cpu_count":
+            return text
+        if not text.isdigit() or not 1 <= int(text) <= 64:
+            raise ValueError("expected a number of processes from 1 to 64, or cpu_count (one per CPU available)")
+        return int(text)
 
     @field_validator("prediction_log")
     @classmethod

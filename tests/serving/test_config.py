@@ -116,6 +116,17 @@ def test_inference_threads_default_to_one_and_are_applied_by_the_loader(model_di
     assert result.stdout.split()[-2:] == ["2", "1"]
 
 
+def test_workers_are_one_per_cpu_unless_a_number_is_set(load_settings):
+    assert load_settings({}).workers == "cpu_count"  # BentoML's own value: the CPU quota, else the cores
+    assert load_settings({"ORBIT_WORKERS": "3"}).workers == 3
+    assert load_settings({"ORBIT_WORKERS": " cpu_count "}).workers == "cpu_count"
+    for value in ("0", "65", "2.5", "auto", "-1"):
+        with pytest.raises(ServingSettingsError) as error:
+            load_settings({"ORBIT_WORKERS": value})
+        assert str(error.value).count("ORBIT_WORKERS") == 1, "one message, not one per form accepted"
+        assert "cpu_count" in str(error.value)
+
+
 def test_the_prediction_log_is_off_unless_set_and_its_location_is_checked(load_settings):
     assert load_settings({}).prediction_log == ""
     assert load_settings({"ORBIT_PREDICTION_LOG": " gs://orbit-data "}).prediction_log == "gs://orbit-data"

@@ -114,6 +114,20 @@ def test_concurrent_requests_all_answered_and_counted_in_metrics(server_url):
     assert "bentoml_service_request_total" in metrics or "bentoml_api_server_request_total" in metrics
 
 
+def test_the_server_runs_one_worker_per_cpu_by_default(server_url):
+    """ORBIT_WORKERS is unset here, so BentoML's cpu_count applies: the cgroup's CPU quota where there is one
+    (the GKE pod's limit of 1 gives one worker), otherwise the cores. A worker per CPU is what lets a second
+    core serve: one worker's event loop and inference thread share a GIL (docs/serving.md)."""
+    import psutil
+    from bentoml._internal.resource import system_resources  # the count cpu_count is resolved with
+
+    port = server_url.rsplit(":", 1)[1]
+    (server,) = [p for p in psutil.process_iter(["cmdline"])
+                 if "serve" in (p.info["cmdline"] or []) and port in (p.info["cmdline"] or [])]
+    workers = [c for c in server.children(recursive=True) if "--worker-id" in c.cmdline()]
+    assert len(workers) == max(1, int(system_resources()["cpu"]))
+
+
 def series(text: str, name: str) -> dict[str, float]:
     """{labels: value} of one metric in Prometheus' text format ("" for a series without labels)."""
     pattern = rf"^{re.escape(name)}(\{{[^}}]*\}})? ([0-9.e+-]+|[+-]Inf|NaN)$"
