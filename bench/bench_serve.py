@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 import numpy as np  # noqa: E402
-from cpus import pin_to_target_cpus, usable_cpus  # noqa: E402  (bench/ is on sys.path as a script)
+from cpus import pin_to_target_cpus  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from local.server import running_server  # noqa: E402
 from ml.bundle import KERAS_FILE, META_FILE, ONNX_FILE  # noqa: E402
@@ -371,11 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a checkout whose service still runs Keras, to run side by side (git archive)")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.levels.split(",")]
-    pinned = pin_to_target_cpus()
-    # The service's default (cpu_count: one worker per CPU) counts the machine's cores, not this process's
-    # affinity: on a bigger machine pinned to 2 cores it would start a worker per core of the machine.
-    os.environ.setdefault("ORBIT_WORKERS", str(usable_cpus()))
-    log(f"==> cpus: {pinned}; workers per server: {os.environ['ORBIT_WORKERS']}")
+    log(f"==> cpus: {pin_to_target_cpus()}; workers per server: {os.environ.get('ORBIT_WORKERS', '1')}")
 
     workdir = Path(tempfile.mkdtemp(prefix="orbit-bench-serve-"))
     try:
@@ -419,10 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         servers = [ours, logged]
         if args.keras_checkout:
             keras_tag = package_keras_checkout(args.keras_checkout.resolve(), model_dir)
-            # ORBIT_WORKERS=1: that checkout's own default (two gave it no more throughput, docs/serving.md)
-            keras_env = {**env, "ORBIT_MODEL_TAG": keras_tag, "ORBIT_WORKERS": "1"}
             servers.append(bench_server(
-                "keras", OURS, keras_env, bodies, levels, args.seconds,
+                "keras", OURS, {**env, "ORBIT_MODEL_TAG": keras_tag}, bodies, levels, args.seconds,
                 args.requests, workdir, cwd=args.keras_checkout.resolve(),
             ))
         baseline = bench_server(
