@@ -69,6 +69,10 @@ ACCESS_MODES = ("public", "iap", "internal")
 EXPOSED_MODES = ("public", "iap")  # the modes served by the HTTPS gateway on orbit:serviceDomain
 # The service's own request-body limit (serving/config.py: ORBIT_MAX_UPLOAD_BYTES); the edge cap's default.
 SERVICE_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# The pod's ORBIT_WORKERS (serving/config.py): one server process per CPU of orbit:serviceCpuLimit, as BentoML
+# reads the container's CPU quota; a worker's event loop and inference thread share one GIL, so a second CPU
+# serves only through a second process.
+SERVICE_WORKERS = "cpu_count"
 
 
 # ---- value types: each accepts the engine's strings and YAML's values, and words its own error -------------
@@ -503,7 +507,8 @@ class ServiceConfig(Section):
     memory_request: Quantity(memory_bytes, "memory", "2Gi") = key(
         "orbit:serviceMemoryRequest", help="memory request of a service pod", example="2Gi", default="1Gi")
     cpu_limit: Quantity(cpu_millis, "CPU", "2") = key(
-        "orbit:serviceCpuLimit", help="CPU limit of a service pod", example="2", default="1")
+        "orbit:serviceCpuLimit", help="CPU limit of a service pod; one server process per whole CPU",
+        example="2", default="1")
     memory_limit: Quantity(memory_bytes, "memory", "3Gi") = key(
         "orbit:serviceMemoryLimit", help="memory limit of a service pod", example="3Gi", default="2Gi")
     type: Choice("LoadBalancer", "ClusterIP", "NodePort") = key(

@@ -41,12 +41,10 @@ class ServingSettings(BaseSettings):
     )
     max_batch_files: int = Field(64, ge=1, le=1024, description="most images in one /predict_batch request")
     max_batch_size: int = Field(64, ge=1, le=1024, description="most images in one model call")
-    # BentoML's "cpu_count" reads the cgroup's CPU quota: one worker in the GKE pod (CPU limit 1), one per core
-    # on a laptop. Each worker is an event loop plus an inference thread sharing one GIL; a second core only
-    # helps through a second process (docs/serving.md, "Workers").
+    # One by default: the fastest start, the least memory. "cpu_count" (BentoML's) starts one per CPU of the
+    # cgroup's quota; the GKE Deployment sets it, so the pod's CPU limit decides (docs/serving.md).
     workers: int | Literal["cpu_count"] = Field(
-        "cpu_count",
-        description="server processes, each with its own copy of the model; cpu_count = one per CPU available",
+        1, description="server processes, each with its own model; cpu_count = one per CPU available"
     )
     inference_threads: int = Field(
         1, ge=1, le=256, description="onnxruntime threads per worker; 1 leaves a core to the HTTP event loop"
@@ -79,7 +77,7 @@ class ServingSettings(BaseSettings):
         if text == "cpu_count":
             return text
         if not text.isdigit() or not 1 <= int(text) <= 64:
-            raise ValueError("expected a number of processes from 1 to 64, or cpu_count (one per CPU available)")
+            raise ValueError("expected a number of processes from 1 to 64, or cpu_count (one per CPU)")
         return int(text)
 
     @field_validator("prediction_log")

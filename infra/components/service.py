@@ -13,7 +13,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components.cluster import NODE_POOL_LABEL, field
-from infra.config import SERVING_KSA, SERVING_NAMESPACE, SERVING_PORT, SERVING_UID, StackConfig
+from infra.config import (
+    SERVICE_WORKERS,
+    SERVING_KSA,
+    SERVING_NAMESPACE,
+    SERVING_PORT,
+    SERVING_UID,
+    StackConfig,
+)
 
 APP = "planet-classifier"
 SELECTOR = {"app.kubernetes.io/name": APP}
@@ -64,6 +71,7 @@ def pod_spec(cfg: StackConfig, image: pulumi.Input[str], prediction_log: pulumi.
                 # Every prediction is logged under gs://BUCKET/monitoring/ (docs/monitoring.md); the serving
                 # account may only create objects there (infra/components/monitoring.py).
                 {"name": "ORBIT_PREDICTION_LOG", "value": prediction_log},
+                {"name": "ORBIT_WORKERS", "value": SERVICE_WORKERS},  # follows orbit:serviceCpuLimit
             ],
             "resources": {
                 "requests": {"cpu": s.cpu_request, "memory": s.memory_request},

@@ -255,6 +255,20 @@ def test_the_autoscaler_scales_up_at_once_and_down_slowly(stack_run):
 
 
 @pulumi.runtime.test
+def test_the_pod_runs_one_worker_per_cpu_of_its_limit(stack_run):
+    """ORBIT_WORKERS=cpu_count: BentoML reads the container's CPU quota, so orbit:serviceCpuLimit alone
+    decides how many server processes share the pod (tests/serving checks the service takes the value)."""
+    from infra.config import SERVICE_WORKERS
+
+    def check(spec):
+        env = {e["name"]: e["value"] for e in container(spec)["env"]}
+        assert env["ORBIT_WORKERS"] == SERVICE_WORKERS == "cpu_count"
+        assert container(spec)["resources"]["limits"]["cpu"], "cpu_count needs a CPU limit to count"
+
+    return on(check, spec=stack_run.platform.service.deployment.spec)
+
+
+@pulumi.runtime.test
 def test_the_service_logs_its_predictions_to_the_data_bucket_and_has_time_to_flush(stack_run):
     """The prediction log goes to gs://<data bucket>/monitoring/ (the only place the serving account may
     write), and a rolling update leaves the log's final flush the time it may take."""

@@ -183,8 +183,11 @@ SERVER_MAX_BATCH_FILES = 4
 
 @pytest.fixture(scope="session")
 def server_url(stored_tag: str, bentoml_home: Path, tmp_path_factory) -> Iterator[str]:
-    """`bentoml serve` on a free loopback port, started for the session and stopped with its workers."""
+    """`bentoml serve` on a free loopback port, started for the session and stopped with its workers; one
+    worker per CPU as the GKE Deployment runs it, so the HTTP tests see answers and /metrics of several
+    workers wherever the machine has more than one core."""
     env = {
+        "ORBIT_WORKERS": "cpu_count",
         "BENTOML_HOME": str(bentoml_home),
         "BENTOML_DO_NOT_TRACK": "true",
         "TF_CPP_MIN_LOG_LEVEL": "2",

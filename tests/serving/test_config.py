@@ -116,8 +116,11 @@ def test_inference_threads_default_to_one_and_are_applied_by_the_loader(model_di
     assert result.stdout.split()[-2:] == ["2", "1"]
 
 
-def test_workers_are_one_per_cpu_unless_a_number_is_set(load_settings):
-    assert load_settings({}).workers == "cpu_count"  # BentoML's own value: the CPU quota, else the cores
+def test_workers_are_a_number_or_one_per_cpu(load_settings):
+    from infra.config import SERVICE_WORKERS  # what the GKE Deployment sets
+
+    assert load_settings({}).workers == 1
+    assert load_settings({"ORBIT_WORKERS": SERVICE_WORKERS}).workers == "cpu_count"
     assert load_settings({"ORBIT_WORKERS": "3"}).workers == 3
     assert load_settings({"ORBIT_WORKERS": " cpu_count "}).workers == "cpu_count"
     for value in ("0", "65", "2.5", "auto", "-1"):

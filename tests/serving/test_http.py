@@ -114,10 +114,9 @@ def test_concurrent_requests_all_answered_and_counted_in_metrics(server_url):
     assert "bentoml_service_request_total" in metrics or "bentoml_api_server_request_total" in metrics
 
 
-def test_the_server_runs_one_worker_per_cpu_by_default(server_url):
-    """ORBIT_WORKERS is unset here, so BentoML's cpu_count applies: the cgroup's CPU quota where there is one
-    (the GKE pod's limit of 1 gives one worker), otherwise the cores. A worker per CPU is what lets a second
-    core serve: one worker's event loop and inference thread share a GIL (docs/serving.md)."""
+def test_cpu_count_starts_one_worker_per_cpu(server_url):
+    """ORBIT_WORKERS=cpu_count (the session's server, as the GKE Deployment sets it) is BentoML's: the
+    cgroup's CPU quota where there is one (the pod's limit of 1 gives one worker), otherwise the cores."""
     import psutil
     from bentoml._internal.resource import system_resources  # the count cpu_count is resolved with
 
