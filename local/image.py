@@ -36,7 +36,7 @@ import httpx
 import yaml
 
 from ci import image as ci_image
-from infra.config import KEYS
+from infra.config import KEYS, SERVICE_WORKERS, SERVING_UID, cpu_millis
 from local.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,9 +89,11 @@ HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_IMAGES = (ROOT / "data" / "raw", ROOT.parent / "shared" / "data" / "planets" / "raw")
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
-#: The pod's runAsUser, infra/config.py's SERVING_UID (local/ cannot import infra/: Pulumi is not in .venv);
-#: tests/local/test_image.py checks the two agree.
-POD_UID = 10001
+#: The pod's runAsUser.
+POD_UID = SERVING_UID
+#: The pod's CPU limit as a stack sets it by default: the container's CPU quota, from which BentoML's
+#: cpu_count (the pod's ORBIT_WORKERS) makes one worker per whole CPU.
+POD_CPUS = cpu_millis(KEYS["orbit:serviceCpuLimit"].default) / 1000
 #: Issue 9: the whole image, uncompressed. Reported, not enforced: the base image decides much of it.
 SIZE_TARGET_MB = 500
 
@@ -371,8 +373,9 @@ def run_command(ref: str, name: str, port: int) -> list[str]:
     """Host network with BentoML bound to loopback: nothing listens beyond 127.0.0.1, no iptables rules.
 
     The rest is how GKE runs the pod (infra/components/service.py): as POD_UID, not the image's user, on a
-    read-only root file system with a writable /tmp, HOME and BENTOML_HOME under it. An image that needs
-    to write elsewhere, or files only its own user may read, fails here and not after a deploy."""
+    read-only root file system with a writable /tmp, HOME and BENTOML_HOME under it, with the pod's CPU
+    limit and ORBIT_WORKERS. An image that needs to write elsewhere, or files only its own user may read,
+    or that starts another number of workers than the limit allows, fails here and not after a deploy."""
     return [
         "podman",
         "run",
@@ -390,6 +393,10 @@ def run_command(ref: str, name: str, port: int) -> list[str]:
         "HOME=/tmp",
         "--env",
         "BENTOML_HOME=/tmp/bentoml",
+        "--cpus",
+        f"{POD_CPUS:g}",
+        "--env",
+        f"ORBIT_WORKERS={SERVICE_WORKERS}",
         ref,
         "serve",
         "--host",
@@ -455,6 +462,15 @@ def packages(ref: str, top: int = 8, run: Runner = _run) -> list[tuple[int, str]
         if size.strip().isdigit():
             found.append((int(size), path.rsplit("/", 1)[-1]))
     return found
+
+
+def worker_count(name: str, run: Runner = _run) -> int | None:
+    """Server processes in the running container (BentoML gives each a --worker-id), or None if unreadable.
+    The pattern's brackets keep grep and the shell from counting their own command lines."""
+    script = "grep -las -e 'worker[-]id' /proc/[0-9]*/cmdline | wc -l"
+    result = run(["podman", "exec", name, "/bin/sh", "-c", script], capture_output=True)
+    text = result.stdout.strip()
+    return int(text) if result.returncode == 0 and text.isdigit() else None
 
 
 def smoke_command(url: str, images: Path, per_class: int) -> list[str]:
@@ -549,6 +565,11 @@ def main(argv: list[str] | None = None) -> int:
                     logs = _run(["podman", "logs", "--tail", "30", name], capture_output=True)
                     print(logs.stdout + logs.stderr, file=sys.stderr)
                 summary["smoke"] = "PASS" if smoke.returncode == 0 else "FAIL"
+                expected, found = max(1, int(POD_CPUS)), worker_count(name)
+                summary["workers"] = (
+                    f"{'PASS' if found == expected else 'FAIL'}: {found} with --cpus {POD_CPUS:g} and "
+                    f"ORBIT_WORKERS={SERVICE_WORKERS}, as in the pod (expected {expected})"
+                )
             summary["image"] = ref
     except (LocalImageError, ci_image.ImageError) as exc:
         print(f"image: error: {exc}", file=sys.stderr)
@@ -558,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nsummary ({time.monotonic() - began:.0f} s; container and registry stopped)")
             for key, value in summary.items():
                 print(f"  {key:6} {value}")
-    return 0 if summary.get("smoke") == "PASS" else 1
+    passed = summary.get("smoke") == "PASS" and summary.get("workers", "").startswith("PASS")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

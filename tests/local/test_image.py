@@ -249,21 +249,20 @@ def test_the_container_runs_as_the_pod_does_on_gke():
     assert options[options.index("--user") + 1] == "10001:10001"
     assert "--read-only" in options and options[options.index("--tmpfs") + 1] == "/tmp"
     envs = {options[i + 1] for i, arg in enumerate(options) if arg == "--env"}
-    assert envs == {"HOME=/tmp", "BENTOML_HOME=/tmp/bentoml"}
+    assert envs == {"HOME=/tmp", "BENTOML_HOME=/tmp/bentoml", "ORBIT_WORKERS=cpu_count"}
+    assert options[options.index("--cpus") + 1] == "1"  # the stack's default orbit:serviceCpuLimit
 
 
-def test_the_local_run_uses_the_uid_infra_runs_the_pod_as():
-    """infra/config.py's SERVING_UID, read without importing infra (Pulumi is not in this environment)."""
-    import ast
+@pytest.mark.parametrize("stdout,code,count", [("2\n", 0, 2), ("", 1, None), ("grep: x\n", 0, None)])
+def test_workers_are_counted_from_the_container_s_processes(stdout, code, count):
+    calls = []
 
-    tree = ast.parse((Path(image.ROOT) / "infra" / "config.py").read_text())
-    values = {
-        node.targets[0].id: node.value.value
-        for node in tree.body
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-        and isinstance(node.value, ast.Constant)
-    }
-    assert values["SERVING_UID"] == image.POD_UID
+    def run(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, code, stdout=stdout, stderr="")
+
+    assert image.worker_count("orbit-image-1", run=run) == count
+    assert calls[0][:3] == ["podman", "exec", "orbit-image-1"]
 
 
 def test_smoke_uses_ci_smoke_with_labelled_images(tmp_path):
