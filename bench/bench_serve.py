@@ -280,10 +280,6 @@ def _run_for(classify, images: list[bytes], seconds: float) -> LevelResult:
     return LevelResult(64, done, 0, time.perf_counter() - began, [])
 
 
-def _rate(classify, images: list[bytes], seconds: float) -> float:
-    return _run_for(classify, images, seconds).throughput
-
-
 class InterleavedLimit:
     """The in-process limit measured between the servers' rounds at one level, merged like theirs (images
     over summed time), so the ratio compares the same minutes with the same estimator. The machine's load
@@ -294,6 +290,7 @@ class InterleavedLimit:
         from serving.classifier import Classifier
         from serving.config import load_settings
 
+        # as the server runs it; in_process_limits measures the same one after the servers
         self.classifier = Classifier.load(model_dir, threads=load_settings().inference_threads)
         self.classifier.warm_up()
         self.images, self.level, self.rounds = images, level, []
@@ -310,27 +307,24 @@ class InterleavedLimit:
         return LevelResult.merged(self.rounds).throughput if self.rounds else float("nan")
 
 
-def in_process_limits(model_dir: Path, images: list[bytes], seconds: float) -> tuple[float, float]:
+def in_process_limits(
+    classifier, model_dir: Path, images: list[bytes], seconds: float
+) -> tuple[float, float]:
     """Images per second for decode + preprocess + batched inference, no HTTP: the ceiling for the server.
 
-    For onnxruntime (the server's runtime) and Keras, alternating in three rounds and keeping each one's best,
-    so that a change of the machine's load in the meantime does not favour either.
+    For onnxruntime (the server's runtime, `classifier`) and Keras, alternating in three rounds and keeping
+    each one's best, so that a change of the machine's load in the meantime does not favour either.
     """
     import threadpoolctl
 
-    from serving.classifier import Classifier
-    from serving.config import load_settings
-
-    classifier = Classifier.load(model_dir, threads=load_settings().inference_threads)  # as the server runs
-    classifier.warm_up()
     keras_classify = keras_classifier(model_dir)
     onnx_rates, keras_rates = [], []
     # numpy's BLAS (the novelty score) on one thread, as the service sets it: its default pool spins
     # against the other thread on 2 cores and halved this figure on a busy machine.
     with threadpoolctl.threadpool_limits(limits=1):
         for _ in range(3):
-            onnx_rates.append(_rate(classifier.classify, images, seconds / 3))
-            keras_rates.append(_rate(keras_classify, images, seconds / 3))
+            onnx_rates.append(_run_for(classifier.classify, images, seconds / 3).throughput)
+            keras_rates.append(_run_for(keras_classify, images, seconds / 3).throughput)
     return max(onnx_rates), max(keras_rates)
 
 
@@ -469,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             "baseline", BASELINE, env, bodies, levels, args.seconds, args.requests, workdir
         )
         log("==> in-process limit: decode + preprocess + batched inference (batches of 64), no HTTP")
-        limit, keras_limit = in_process_limits(model_dir, images, args.seconds)
+        limit, keras_limit = in_process_limits(interleaved.classifier, model_dir, images, args.seconds)
         log(f"    onnxruntime {limit:.1f} images/s, keras {keras_limit:.1f} images/s")
         log("==> load in a fresh process: import the runtime + open the model")
         load_onnx, load_keras = onnx_load_seconds(model_dir), keras_load_seconds(model_dir)

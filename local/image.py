@@ -89,8 +89,6 @@ HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_IMAGES = (ROOT / "data" / "raw", ROOT.parent / "shared" / "data" / "planets" / "raw")
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
-#: The pod's runAsUser.
-POD_UID = SERVING_UID
 #: The pod's CPU limit as a stack sets it by default: the container's CPU quota, from which BentoML's
 #: cpu_count (the pod's ORBIT_WORKERS) makes one worker per whole CPU.
 POD_CPUS = cpu_millis(KEYS["orbit:serviceCpuLimit"].default) / 1000
@@ -372,7 +370,7 @@ def registry(config: Path, logs: Path, address: str = REGISTRY_ADDR, timeout: fl
 def run_command(ref: str, name: str, port: int) -> list[str]:
     """Host network with BentoML bound to loopback: nothing listens beyond 127.0.0.1, no iptables rules.
 
-    The rest is how GKE runs the pod (infra/components/service.py): as POD_UID, not the image's user, on a
+    The rest is how GKE runs the pod (infra/components/service.py): as SERVING_UID, not the image's user, on a
     read-only root file system with a writable /tmp, HOME and BENTOML_HOME under it, with the pod's CPU
     limit and ORBIT_WORKERS. An image that needs to write elsewhere, or files only its own user may read,
     or that starts another number of workers than the limit allows, fails here and not after a deploy."""
@@ -385,7 +383,7 @@ def run_command(ref: str, name: str, port: int) -> list[str]:
         "--network",
         "host",
         "--user",
-        f"{POD_UID}:{POD_UID}",
+        f"{SERVING_UID}:{SERVING_UID}",
         "--read-only",
         "--tmpfs",
         "/tmp",
